@@ -1,0 +1,3 @@
+from irctl.cli.app import main
+
+main()

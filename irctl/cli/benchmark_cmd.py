@@ -1,0 +1,118 @@
+"""`irctl benchmark`: seconds per image, megapixels per second, peak memory, tiling error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from irctl.cli.common import EXIT_USAGE, stderr_console
+from irctl.config import PresetError
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+def benchmark(
+    task: str = typer.Option("denoise", "--task", "-t", help="Task whose bundled model to time."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset with bundled weights."),
+    weights: Path = typer.Option(None, "--weights", "-w", help="A .safetensors checkpoint."),
+    sizes: str = typer.Option("256,1024", "--sizes", help="Square image sizes, comma-separated."),
+    tiles: str = typer.Option(
+        "256", "--tiles", help="Tile sizes to time, comma-separated (0 = untiled)."
+    ),
+    steps: int = typer.Option(None, "--steps", help="Sampling steps [default: the preset's]."),
+    sampler: str = typer.Option(None, "--sampler", help="sde | ode | posterior."),
+    tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap between tiles."),
+    compare_untiled: bool = typer.Option(
+        True,
+        "--compare-untiled/--no-compare-untiled",
+        help="Also run untiled and report the max abs difference of each tiled output.",
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    out: Path = typer.Option(None, "--out", help="Write the results as JSON to this file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+) -> None:
+    """Time `restore` on a held-out photo resized to each size: seconds per image, megapixels per
+    second and peak memory (RSS on CPU, max allocated on CUDA), for each tile size; and the
+    largest absolute difference between tiled and untiled output (pixel values in [0,1])."""
+    import torch
+
+    from irctl.engine.benchmark import rows_as_dicts, run_benchmark
+    from irctl.engine.checkpoint import CheckpointError
+    from irctl.engine.device import resolve_device
+    from irctl.engine.restore import load_restorer
+
+    console = stderr_console()
+    try:
+        torch_device = resolve_device(device)
+        restorer = load_restorer(weights=weights, preset=preset, task=task, device=torch_device)
+    except (CheckpointError, PresetError, ValueError) as err:
+        console.print(f"error: {err}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = restorer.preset.sampler
+    size_list, tile_list = _int_list(sizes), _int_list(tiles)
+    steps = steps or cfg.steps
+    sampler = sampler or cfg.name
+    overlap = cfg.tile_overlap if tile_overlap is None else tile_overlap
+    console.print(
+        f"benchmarking {restorer.preset.name} on {torch_device} "
+        f"({torch.get_num_threads()} threads): sampler {sampler}, {steps} steps"
+    )
+    table = Table(title=f"irctl benchmark — {restorer.preset.name}, {torch_device}")
+    for col in ("size", "tile", "steps", "s / image", "MP/s", "peak MiB", "max |tiled − untiled|"):
+        table.add_column(col, justify="right")
+
+    def on_row(row) -> None:
+        diff = "—" if row.max_abs_diff_vs_untiled is None else f"{row.max_abs_diff_vs_untiled:.2e}"
+        console.print(
+            f"  {row.size}² tile {row.tile or 'off'}: {row.seconds:.2f} s, "
+            f"{row.peak_memory_mib:.0f} MiB peak",
+            markup=False,
+        )
+        table.add_row(
+            f"{row.size}²",
+            str(row.tile or "off"),
+            str(row.steps),
+            f"{row.seconds:.2f}",
+            f"{row.megapixels_per_second:.4f}",
+            f"{row.peak_memory_mib:.0f}",
+            diff,
+        )
+
+    rows = run_benchmark(
+        restorer,
+        sizes=size_list,
+        tiles=tile_list,
+        steps=steps,
+        sampler=sampler,
+        overlap=overlap,
+        tile_batch=cfg.tile_batch,
+        seed=seed,
+        device=torch_device,
+        compare_untiled=compare_untiled,
+        on_row=on_row,
+    )
+    console.print(table)
+    result = {
+        "preset": restorer.preset.name,
+        "device": str(torch_device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "rows": rows_as_dicts(rows),
+    }
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    if json_out:
+        typer.echo(json.dumps(result))

@@ -1,0 +1,183 @@
+"""`irctl restore`: stream a folder (or a file list on stdin) through a restoration model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, stderr_console
+from irctl.config import PresetError
+
+
+def restore(
+    src: str = typer.Option(
+        ..., "--src", "-i", help="Input folder, a single image, or '-' to read paths from stdin."
+    ),
+    dst: Path = typer.Option(..., "--dst", "-o", help="Output folder (created if missing)."),
+    task: str = typer.Option(
+        "denoise", "--task", "-t", help="Task; picks the bundled model <task>-tiny."
+    ),
+    preset: str = typer.Option(
+        None, "--preset", "-p", help="Use this preset's bundled weights instead of the task's."
+    ),
+    weights: Path = typer.Option(
+        None, "--weights", "-w", help="A .safetensors checkpoint (from `irctl train`)."
+    ),
+    sampler: str = typer.Option(
+        None, "--sampler", help="sde | ode | posterior [default: the preset's]."
+    ),
+    steps: int = typer.Option(
+        None, "--steps", help="Sampling steps (<= T) [default: the preset's]."
+    ),
+    tile: int = typer.Option(
+        None, "--tile", help="Tile size in pixels, 0 = whole image [default: the preset's]."
+    ),
+    tile_overlap: int = typer.Option(
+        None, "--tile-overlap", help="Overlap between tiles (pixels)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same bytes."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    ext: str = typer.Option(
+        None, "--ext", help="Output format (png, tif, jpg) [default: same as input]."
+    ),
+    suffix: str = typer.Option("", "--suffix", help="Appended to output file stems, e.g. _out."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo images whose output already exists."
+    ),
+    recursive: bool = typer.Option(
+        True, "--recursive/--no-recursive", help="Descend into sub-folders of --src."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Restore every image in SRC and write the results to DST, mirroring sub-folders.
+
+    Examples:
+
+      irctl restore --task denoise --src noisy/ --dst restored/
+
+      find shots -name '*.png' | irctl restore --src - --dst restored/ --json
+
+    Outputs keep the input's format, bit depth (8/16-bit, float TIFF), alpha channel and
+    grey/colour layout. Each output is written atomically, so an interrupted run can simply be
+    started again: finished images are skipped (use --overwrite to redo them). A file that
+    cannot be read or restored is reported on stderr in one line and the batch goes on; the exit
+    code is then 1. Under torchrun, the file list is sharded by RANK/WORLD_SIZE.
+    """
+    import torch
+
+    from irctl.engine.checkpoint import CheckpointError
+    from irctl.engine.device import resolve_device
+    from irctl.engine.restore import load_restorer, plan_jobs, run_jobs
+    from irctl.engine.tiling import Tiler
+    from irctl.io.folders import discover, shard
+    from irctl.io.images import remove_stale_partials
+    from irctl.methods.base import SampleOptions
+
+    console = stderr_console()
+
+    def usage_error(message: str) -> typer.Exit:
+        console.print(f"error: {message}", markup=False)
+        return typer.Exit(EXIT_USAGE)
+
+    try:
+        files = discover(src, stdin=sys.stdin if src == "-" else None, recursive=recursive)
+        torch_device = resolve_device(device)
+        restorer = load_restorer(weights=weights, preset=preset, task=task, device=torch_device)
+    except (FileNotFoundError, CheckpointError, PresetError, ValueError) as err:
+        raise usage_error(str(err)) from None
+    resolved = restorer.preset
+    options = SampleOptions(
+        sampler=sampler or resolved.sampler.name,
+        steps=steps or resolved.sampler.steps,
+        tiler=Tiler(
+            tile=resolved.sampler.tile if tile is None else tile,
+            overlap=resolved.sampler.tile_overlap if tile_overlap is None else tile_overlap,
+            batch=resolved.sampler.tile_batch,
+        ),
+    )
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    files = shard(files, rank, world)
+    src_root = Path(src) if src != "-" and Path(src).is_dir() else None
+    dst.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_partials(dst):
+        console.print(f"removed an unfinished temp file from an interrupted run: {stale}")
+    plan = plan_jobs(files, dst, src_root=src_root, ext=ext, suffix=suffix, overwrite=overwrite)
+    for path, reason in plan.errors:
+        console.print(f"error: {path}: {reason}", markup=False)
+    console.print(
+        f"{resolved.name} ({resolved.method}) on {torch_device}: {len(plan.jobs)} to restore, "
+        f"{len(plan.skipped)} already done; sampler {options.sampler}, {options.steps} steps, "
+        f"tile {options.tiler.tile or 'off'}"
+    )
+    if torch_device.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
+        torch.set_num_threads(os.cpu_count() or 1)
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    with progress:
+        files_task = progress.add_task("images", total=len(plan.jobs))
+        steps_task = progress.add_task("steps", total=options.steps)
+
+        def on_step(done: int, total: int) -> None:
+            progress.update(steps_task, completed=done, total=total)
+
+        def on_done(job, seconds: float) -> None:
+            progress.advance(files_task)
+            console.print(f"restored {job.src} → {job.dst} ({seconds:.1f} s)", markup=False)
+
+        def on_error(path: Path, reason: str) -> None:
+            progress.advance(files_task)
+            console.print(f"error: {path}: {reason}", markup=False)
+
+        summary = run_jobs(
+            restorer,
+            plan.jobs,
+            options,
+            seed=seed,
+            device=torch_device,
+            on_error=on_error,
+            on_done=on_done,
+            on_step=on_step,
+        )
+    n_failed = len(summary.failed) + len(plan.errors)
+    console.print(
+        f"done: {len(summary.restored)} restored, {len(plan.skipped)} skipped, {n_failed} failed "
+        f"in {summary.seconds:.1f} s"
+    )
+    if json_out:
+        failed = [{"file": str(p), "reason": r} for p, r in plan.errors + summary.failed]
+        typer.echo(
+            json.dumps(
+                {
+                    "preset": resolved.name,
+                    "restored": [{"src": str(j.src), "dst": str(j.dst)} for j in summary.restored],
+                    "skipped": [{"src": str(j.src), "dst": str(j.dst)} for j in plan.skipped],
+                    "failed": failed,
+                    "seconds": summary.seconds,
+                    "megapixels": summary.megapixels,
+                }
+            )
+        )
+    raise typer.Exit(EXIT_PARTIAL_FAILURE if n_failed else EXIT_OK)

@@ -1,0 +1,206 @@
+"""Presets (TOML) and their dataclasses.
+
+A preset names everything a run needs: task, method, network sizes, diffusion settings, sampler
+defaults, training recipe, dataset conventions and bundled weights. Checkpoints embed the resolved
+preset (``preset_to_dict``) so ``irctl restore --weights X.safetensors`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """How LQ images are synthesised from clean photos (training and held-out evaluation)."""
+
+    kind: str = "gaussian_noise"
+    sigma: float = 25.0  # 0–255 units
+    quantize: bool = True  # round/clip to 8 bits, as a noisy photo file is
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    width: int = 16
+    enc_blocks: tuple[int, ...] = (1, 1, 1, 1)
+    middle_blocks: int = 1
+    dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Mean-reverting SDE settings; Refusion's defaults (paper §5.2, every refusion.yml)."""
+
+    T: int = 100
+    max_sigma: float = 50.0  # λ, 0–255 units
+    schedule: str = "cosine"
+    eps: float = 0.005
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    name: str = "sde"
+    steps: int = 100
+    tile: int = 256
+    tile_overlap: int = 32
+    tile_batch: int = 4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "lion"
+    lr: float = 1e-3
+    lr_min: float = 1e-7
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    batch: int = 8
+    patch: int = 64
+    iterations: int = 5000
+    ema_decay: float = 0.995
+    seed: int = 0
+    log_every: int = 50
+    val_every: int = 500
+    checkpoint_every: int = 500
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Photos shipped by scikit-image, split once: the test photos are never trained on."""
+
+    source: str = "skimage"
+    train: tuple[str, ...] = ()
+    val: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    task: str
+    method: str
+    description: str = ""
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    weights: str | None = None  # relative to the presets folder
+
+    def replace(self, **changes: Any) -> Preset:
+        return dataclasses.replace(self, **changes)
+
+
+_SECTIONS: dict[str, type] = {
+    "degradation": DegradationConfig,
+    "network": NetworkConfig,
+    "diffusion": DiffusionConfig,
+    "sampler": SamplerConfig,
+    "train": TrainConfig,
+    "data": DataConfig,
+}
+
+
+class PresetError(ValueError):
+    """A preset that cannot be found or does not parse; the message says which and why."""
+
+
+def presets_dir() -> Path:
+    """Where the presets live: inside the wheel (``irctl/presets``) or, for a source checkout
+    or editable install, the repository's top-level ``presets/``."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "presets", package_dir.parent / "presets"):
+        if candidate.is_dir():
+            return candidate
+    raise PresetError("the presets folder is missing from this installation")
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise PresetError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    converted = {}
+    for key, value in values.items():
+        default = getattr(cls(), key)
+        converted[key] = tuple(value) if isinstance(default, tuple) else value
+    return cls(**converted)
+
+
+def preset_from_dict(data: dict[str, Any], where: str = "preset") -> Preset:
+    data = dict(data)
+    for key in ("name", "task", "method"):
+        if key not in data:
+            raise PresetError(f"{where}: missing required key {key!r}")
+    sections = {
+        name: _build_section(cls, data.pop(name, {}), f"{where} [{name}]")
+        for name, cls in _SECTIONS.items()
+    }
+    top = {f.name for f in dataclasses.fields(Preset)} - set(_SECTIONS)
+    unknown = set(data) - top
+    if unknown:
+        raise PresetError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return Preset(**data, **sections)
+
+
+def preset_to_dict(preset: Preset) -> dict[str, Any]:
+    """Plain JSON-able dict (tuples become lists); inverse of ``preset_from_dict``."""
+    return json.loads(json.dumps(dataclasses.asdict(preset)))
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """Load a preset by name (``denoise-tiny``) or by path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = presets_dir() / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise PresetError(
+                f"no preset named {name_or_path!r}; available: {', '.join(available_presets())}"
+            )
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise PresetError(f"{path}: {err}") from err
+    return preset_from_dict(data, where=str(path))
+
+
+def apply_overrides(preset: Preset, overrides: list[str]) -> Preset:
+    """Apply ``section.key=value`` overrides (value parsed as TOML, bare words as strings)."""
+    data = preset_to_dict(preset)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise PresetError(f"override {item!r} is not of the form section.key=value")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for parent in parents:
+            if not isinstance(node.get(parent), dict):
+                raise PresetError(f"override {item!r}: no section {parent!r}")
+            node = node[parent]
+        if leaf not in node:
+            raise PresetError(f"override {item!r}: unknown key {leaf!r}")
+        node[leaf] = value
+    return preset_from_dict(data, where="preset with overrides")
+
+
+def weights_path(preset: Preset) -> Path | None:
+    """The bundled weights file a preset names, if any."""
+    return presets_dir() / preset.weights if preset.weights else None

@@ -1,0 +1,105 @@
+"""Training data synthesised from the real photos that scikit-image ships.
+
+Nothing can be downloaded here, so every model trains on crops of those photos with a synthetic
+degradation; each preset fixes a train / val / test split of photo names and the test photos are
+never trained on (they make the README's tables).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from irctl.data.degrade import Degradation
+
+
+@dataclass
+class Batch:
+    """A paired training batch, NCHW float32 in [0,1] (LQ may leave [0,1] for unquantised noise)."""
+
+    lq: Tensor
+    gt: Tensor
+
+
+def skimage_data_dir() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def load_photo(name: str) -> np.ndarray:
+    """An skimage photo by stem (``astronaut``) as float32 HxWx3 in [0,1]; grey photos replicated."""
+    from PIL import Image as PILImage
+
+    matches = sorted(skimage_data_dir().glob(f"{name}.*"))
+    matches = [m for m in matches if m.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    if not matches:
+        raise FileNotFoundError(f"scikit-image ships no photo named {name!r}")
+    with PILImage.open(matches[0]) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+    return rgb / np.float32(255.0)
+
+
+def augment(x: Tensor, flags: Tensor) -> Tensor:
+    """Random hflip / vflip / transpose (the 8 dihedral symmetries), as BasicSR's ``augment``."""
+    if flags[0]:
+        x = x.flip(-1)
+    if flags[1]:
+        x = x.flip(-2)
+    if flags[2]:
+        x = x.transpose(-1, -2)
+    return x
+
+
+class PairedCropSampler:
+    """Random crops of clean photos, augmented, degraded on the fly.
+
+    Every draw depends only on the generator passed in, so a training step's batch is a pure
+    function of (seed, step): that is what makes ``--resume`` bit-exact.
+    """
+
+    def __init__(
+        self,
+        photos: list[np.ndarray],
+        degrade: Degradation,
+        patch: int,
+        batch: int,
+        use_augment: bool = True,
+    ) -> None:
+        small = [p.shape for p in photos if min(p.shape[:2]) < patch]
+        if small:
+            raise ValueError(f"photos smaller than the patch size {patch}: {small}")
+        self.photos = [torch.from_numpy(np.ascontiguousarray(p.transpose(2, 0, 1))) for p in photos]
+        # Photos are drawn uniformly, not by area: the two largest shipped photos (retina,
+        # hubble_deep_field) are mostly black background and would otherwise dominate.
+        self.weights = torch.full((len(self.photos),), 1.0 / len(self.photos), dtype=torch.float64)
+        self.degrade = degrade
+        self.patch = patch
+        self.batch = batch
+        self.use_augment = use_augment
+
+    def sample(self, generator: torch.Generator) -> Batch:
+        crops = []
+        picks = torch.multinomial(self.weights, self.batch, replacement=True, generator=generator)
+        for idx in picks.tolist():
+            photo = self.photos[idx]
+            h, w = photo.shape[-2:]
+            top = int(torch.randint(0, h - self.patch + 1, (1,), generator=generator))
+            left = int(torch.randint(0, w - self.patch + 1, (1,), generator=generator))
+            crop = photo[:, top : top + self.patch, left : left + self.patch]
+            if self.use_augment:
+                crop = augment(crop, torch.rand(3, generator=generator) < 0.5)
+            crops.append(crop)
+        gt = torch.stack(crops).contiguous()
+        return Batch(lq=self.degrade(gt, generator), gt=gt)
+
+
+def degrade_photo(photo: np.ndarray, degrade: Degradation, seed: int) -> np.ndarray:
+    """Deterministic LQ version of one whole photo (HxWx3 float in, same out)."""
+    gt = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))[None]
+    lq = degrade(gt, torch.Generator().manual_seed(seed))
+    return lq[0].numpy().transpose(1, 2, 0)

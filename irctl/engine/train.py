@@ -1,0 +1,238 @@
+"""The training loop: any Restorer's ``loss(batch)`` under Lion/Adam, cosine decay and an EMA.
+
+Reproducibility by construction: the model is initialised from ``seed`` and each step's batch,
+timesteps and noise come from a generator seeded with (seed, step). A resume therefore needs only
+the weights, the optimiser state and the step number — no RNG snapshots — and continues
+bit-exactly.
+
+Files in ``out``: ``weights.safetensors`` (the deployable model: EMA weights, preset embedded),
+``weights.state.safetensors`` (raw weights and optimiser state) and ``log.jsonl`` (one JSON object
+per logged step).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from irctl.config import Preset, preset_to_dict
+from irctl.data.datasets import Batch, PairedCropSampler, load_photo
+from irctl.data.degrade import build_degradation
+from irctl.engine.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    checkpoint_metadata,
+    flatten_modules,
+    load_checkpoint,
+    load_modules,
+    save_checkpoint,
+    state_path,
+)
+from irctl.engine.optim import EMA, build_optimizer, cosine_lr
+from irctl.methods import build_restorer
+from irctl.methods.base import Restorer
+
+WEIGHTS_NAME = "weights.safetensors"
+LogFn = Callable[[dict], None]
+
+
+@dataclass
+class TrainResult:
+    weights: Path
+    step: int
+    last_val: dict[str, float]
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator for one training step: a pure function of (seed, step)."""
+    return torch.Generator().manual_seed((seed << 32) + step)
+
+
+def build_sampler(preset: Preset, split: str, batch: int | None = None) -> PairedCropSampler:
+    names = getattr(preset.data, split)
+    if not names:
+        raise ValueError(f"preset {preset.name!r} lists no {split} photos")
+    return PairedCropSampler(
+        [load_photo(n) for n in names],
+        build_degradation(preset.degradation),
+        patch=preset.train.patch,
+        batch=batch or preset.train.batch,
+    )
+
+
+class _Validator:
+    """Loss on a fixed validation batch with fixed draws (t, noise): comparable across steps,
+    so the EMA/lr choices can be made from measurements (issue 3 §4)."""
+
+    def __init__(self, preset: Preset, n: int = 32) -> None:
+        self.seed = preset.train.seed + 7919
+        self.batch: Batch = build_sampler(preset, "val", batch=n).sample(
+            torch.Generator().manual_seed(self.seed)
+        )
+
+    @torch.no_grad()
+    def __call__(self, restorer: Restorer) -> float:
+        loss, _ = restorer.loss(self.batch, torch.Generator().manual_seed(self.seed + 1))
+        return float(loss)
+
+
+def _swap_weights(module: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Load ``state`` into ``module`` and return the weights it had."""
+    previous = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    module.load_state_dict(state)
+    return previous
+
+
+def _save(
+    out: Path,
+    restorer: Restorer,
+    emas: dict[str, EMA],
+    optimizer: torch.optim.Optimizer,
+    step: int,
+) -> Path:
+    weights = out / WEIGHTS_NAME
+    modules = restorer.modules()
+    raw = flatten_modules(modules)
+    # Deployable weights: the EMA when there is one.
+    deploy = {f"{name}.{k}": v.clone() for name, ema in emas.items() for k, v in ema.shadow.items()}
+    deploy = deploy or raw
+    opt_state = optimizer.state_dict()
+    tensors = {f"raw.{k}": v for k, v in raw.items()}
+    for idx, entries in opt_state["state"].items():
+        for key, value in entries.items():
+            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    meta = {"step": str(step), "param_groups": json.dumps(opt_state["param_groups"])}
+    atomic_save(tensors, state_path(weights), meta)
+    # Write the weights last: a killed save leaves the previous, consistent pair.
+    atomic_save(deploy, weights, checkpoint_metadata(restorer.preset, restorer.stages[-1], step))
+    return weights
+
+
+def _resume(
+    out: Path, restorer: Restorer, emas: dict[str, EMA], optimizer: torch.optim.Optimizer
+) -> int:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    weights = out / WEIGHTS_NAME
+    ckpt = load_checkpoint(weights)
+    if preset_to_dict(ckpt.preset) != preset_to_dict(restorer.preset):
+        raise CheckpointError(
+            f"{weights}: was trained with a different preset; refusing to resume "
+            "(start a new --out folder, or use the same preset and overrides)"
+        )
+    state_file = state_path(weights)
+    tensors = load_file(str(state_file))
+    with safe_open(str(state_file), framework="pt") as fh:
+        meta = fh.metadata()
+    if int(meta["step"]) != ckpt.step:
+        raise CheckpointError(f"{state_file}: step does not match {weights}")
+    raw = {k.removeprefix("raw."): v for k, v in tensors.items() if k.startswith("raw.")}
+    load_modules(restorer.modules(), type(ckpt)(raw, ckpt.preset, ckpt.stage, ckpt.step))
+    for name, ema in emas.items():
+        ema.shadow = {k: v.clone() for k, v in ckpt.module_state(name).items()}
+    opt_state: dict = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            opt_state["state"].setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict(opt_state)
+    return ckpt.step
+
+
+def train(
+    preset: Preset,
+    out: Path,
+    *,
+    resume: bool = False,
+    stop_at: int | None = None,
+    log: LogFn | None = None,
+) -> TrainResult:
+    """Train ``preset`` into ``out``; with ``resume`` continue from ``out``'s last checkpoint.
+
+    ``stop_at`` ends the run early at that step (checkpointed), for time-sliced jobs; the
+    learning-rate schedule still spans ``preset.train.iterations``.
+    """
+    cfg = preset.train
+    torch.manual_seed(cfg.seed)
+    restorer = build_restorer(preset)
+    modules = restorer.modules()
+    params = [p for m in modules.values() for p in m.parameters()]
+    optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.betas, cfg.weight_decay)
+    emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()} if cfg.ema_decay else {}
+    out.mkdir(parents=True, exist_ok=True)
+    step = _resume(out, restorer, emas, optimizer) if resume else 0
+    sampler = build_sampler(preset, "train")
+    validate = _Validator(preset)
+    end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
+    last_val: dict[str, float] = {}
+    log_file = (out / "log.jsonl").open("a")
+    tic = time.perf_counter()
+    try:
+        for m in modules.values():
+            m.train()
+        while step < end:
+            lr = cosine_lr(step, cfg.iterations, cfg.lr, cfg.lr_min)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            g = step_generator(cfg.seed, step)
+            loss, scalars = restorer.loss(sampler.sample(g), g)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for name, ema in emas.items():
+                ema.update(modules[name])
+            step += 1
+            record: dict = {}
+            if step % cfg.log_every == 0 or step == end:
+                elapsed = time.perf_counter() - tic
+                record = {
+                    "step": step,
+                    "lr": lr,
+                    **scalars,
+                    "sec_per_step": elapsed / cfg.log_every,
+                }
+                tic = time.perf_counter()
+            if cfg.val_every and (step % cfg.val_every == 0 or step == end):
+                last_val = _validate(restorer, emas, validate)
+                record = {**record, "step": step, **last_val}
+            if step % cfg.checkpoint_every == 0 or step == end:
+                _save(out, restorer, emas, optimizer, step)
+            if record:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                if log is not None:
+                    log(record)
+    finally:
+        log_file.close()
+    if not (out / WEIGHTS_NAME).exists():  # zero steps run: still leave a loadable checkpoint
+        _save(out, restorer, emas, optimizer, step)
+    return TrainResult(weights=out / WEIGHTS_NAME, step=step, last_val=last_val)
+
+
+def _validate(restorer: Restorer, emas: dict[str, EMA], validate: _Validator) -> dict[str, float]:
+    modules = restorer.modules()
+    for m in modules.values():
+        m.eval()
+    result = {"val_loss": validate(restorer)}
+    if emas:
+        saved = {name: _swap_weights(modules[name], ema.shadow) for name, ema in emas.items()}
+        result["val_loss_ema"] = validate(restorer)
+        for name, state in saved.items():
+            modules[name].load_state_dict(state)
+    for m in modules.values():
+        m.train()
+    return result
+
+
+def save_untrained(preset: Preset, path: Path) -> None:
+    """A freshly initialised model as a checkpoint (tests and smoke runs)."""
+    torch.manual_seed(preset.train.seed)
+    restorer = build_restorer(preset)
+    save_checkpoint(path, restorer.modules(), preset, restorer.stages[-1], 0)

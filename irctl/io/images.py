@@ -1,0 +1,597 @@
+"""Image file I/O: read PNG/JPEG/TIFF into float arrays and write them back atomically.
+
+Restoration must not silently change what it does not restore, so reading keeps the
+file's sample type and its alpha channel exactly as stored and writing puts them back.
+Every reading failure becomes an :class:`ImageReadError` with a one-line message, so a
+batch run can report a bad file and move on instead of dying with a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import stat
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+PARTIAL_SUFFIX = ".partial"
+
+_PNG_SUFFIXES = (".png",)
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+_PNG_GREY_ALPHA = 4  # PNG IHDR colour type for grey + alpha
+_EXIF_ORIENTATION = 0x0112
+_JPEG_QUALITY = 95
+_MAX_REASON_CHARS = 300
+
+_UINT8 = np.dtype(np.uint8)
+_UINT16 = np.dtype(np.uint16)
+_FLOAT32 = np.dtype(np.float32)
+_SAMPLE_TYPES = (_UINT8, _UINT16, _FLOAT32)
+
+
+class ImageReadError(Exception):
+    """A file that cannot be read as an image.
+
+    The message is one human line, ``f"{path}: {reason}"``, because batch runs print it
+    next to hundreds of others; the cause is in the reason, not in a traceback.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        reason = " ".join(str(reason).split())  # one line, whatever the library said
+        if len(reason) > _MAX_REASON_CHARS:
+            reason = reason[: _MAX_REASON_CHARS - 3] + "..."
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[ImageReadError], tuple[object, str]]:
+        # Default pickling would call cls(message) and fail; worker processes send these back.
+        return (type(self), (self.path, self.reason))
+
+
+@dataclass
+class Image:
+    """Decoded image: float colour plus the untouched alpha and the file's sample type.
+
+    ``pixels`` is float32 HxWxC with C in (1, 3); integer files are scaled to [0, 1]
+    (uint8 /255, uint16 /65535) and float TIFF values are kept as stored, not clipped.
+    ``alpha`` is the stored alpha channel (HxW, original dtype) or None, and ``dtype`` is
+    the file's sample type (uint8, uint16 or float32) so the output can match the input.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    dtype: np.dtype
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def _max_value(dtype: np.dtype) -> int:
+    return int(np.iinfo(dtype).max)
+
+
+def _to_float(samples: np.ndarray) -> np.ndarray:
+    """Scale integer samples to [0, 1] float32; float samples are kept as they are."""
+    if samples.dtype.kind == "f":
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    return samples.astype(np.float32) / np.float32(_max_value(samples.dtype))
+
+
+def to_dtype(pixels: np.ndarray, dtype: np.dtype | type | str) -> np.ndarray:
+    """Convert [0, 1] float pixels to ``dtype`` exactly inverting the read scaling.
+
+    Integer targets use ``clip(rint(x * max))`` so read -> to_dtype is lossless and
+    out-of-range model output saturates instead of wrapping; NaN (a diverged model)
+    becomes 0 rather than an undefined cast. float32 is a passthrough: no clipping, so
+    HDR/float TIFF data survive.
+    """
+    dtype = _check_sample_type(dtype)
+    array = np.asarray(pixels)
+    if array.dtype.kind != "f":
+        raise TypeError(f"to_dtype expects float pixels, got {array.dtype}")
+    if dtype == _FLOAT32:
+        return array.astype(np.float32, copy=False)
+    maxval = _max_value(dtype)
+    scaled = np.nan_to_num(array.astype(np.float32) * np.float32(maxval), nan=0.0)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, maxval, out=scaled)
+    return scaled.astype(dtype)
+
+
+def _check_sample_type(dtype: np.dtype | type | str) -> np.dtype:
+    resolved = np.dtype(dtype)
+    if resolved not in _SAMPLE_TYPES:
+        raise ValueError(f"unsupported sample type {resolved} (expected uint8, uint16 or float32)")
+    return resolved
+
+
+def _convert_alpha(alpha: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Carry alpha into the output sample type, exactly between integer ranges."""
+    if alpha.dtype == dtype:
+        return alpha
+    if alpha.dtype == np.bool_:
+        return to_dtype(alpha.astype(np.float32), dtype)
+    if alpha.dtype.kind == "f":
+        return to_dtype(alpha, dtype)
+    if alpha.dtype not in (_UINT8, _UINT16):
+        raise ValueError(f"unsupported alpha dtype {alpha.dtype}")
+    if dtype == _FLOAT32:
+        return _to_float(alpha)
+    if dtype == _UINT16:  # uint8 -> uint16: 255 * 257 == 65535, exact
+        return alpha.astype(np.uint16) * np.uint16(257)
+    # uint16 -> uint8, rounded to nearest (257 is odd, so no ties)
+    return ((alpha.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- orientation
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF/TIFF orientation code (1-8) the way PIL's exif_transpose does.
+
+    Cameras store sensor-order pixels plus this tag; restoring the sensor order and
+    writing it without the tag would show the photo sideways.
+    """
+    if orientation == 2:
+        return array[:, ::-1]
+    if orientation == 3:
+        return array[::-1, ::-1]
+    if orientation == 4:
+        return array[::-1]
+    if orientation == 5:
+        return array.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(array, k=-1)
+    if orientation == 7:
+        return array[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(array, k=1)
+    return array  # 1 or an invalid value: leave as stored
+
+
+def _exif_orientation(exif_bytes: bytes) -> int:
+    """Orientation from a raw EXIF block; unreadable EXIF is treated as 'no rotation'."""
+    exif = PILImage.Exif()
+    try:
+        exif.load(exif_bytes)
+        return int(exif.get(_EXIF_ORIENTATION, 1))
+    except Exception:  # malformed EXIF must not make a good image unreadable
+        return 1
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_image(path: str | os.PathLike[str]) -> Image:
+    """Read a PNG, JPEG or TIFF file into an :class:`Image`.
+
+    The format is chosen from the file's content (a PNG named .jpg still reads) but the
+    suffix must be a supported one. Every failure raises :class:`ImageReadError`.
+    """
+    data = _read_bytes(path)
+    if data.startswith(_PNG_MAGIC):
+        decode: Callable[[bytes], tuple[np.ndarray, bool]] = _decode_png
+    elif data.startswith(_JPEG_MAGIC):
+        decode = _decode_jpeg
+    elif data.startswith(_TIFF_MAGICS):
+        decode = _decode_tiff
+    else:
+        raise ImageReadError(path, "not a JPEG/PNG/TIFF image (unrecognised content)")
+    try:
+        array, grey_alpha = decode(data)
+    except _DecodeError as err:
+        raise ImageReadError(path, str(err)) from None
+    return _split_channels(path, array, grey_alpha=grey_alpha)
+
+
+class _DecodeError(Exception):
+    """Internal: a decoder's reason, turned into ImageReadError with the path attached."""
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """Read the whole file, mapping every OS failure to a short human reason."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageReadError(path, "is a directory, not an image file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageReadError(path, "not a regular file")
+        suffix = Path(path).suffix.lower()
+        if suffix not in SUPPORTED_SUFFIXES:
+            shown = suffix or "(no suffix)"
+            supported = ", ".join(SUPPORTED_SUFFIXES)
+            raise ImageReadError(path, f"unsupported file type {shown} (expected {supported})")
+        if info.st_size == 0:
+            raise ImageReadError(path, "file is empty (0 bytes)")
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageReadError(path, "cannot read file: permission denied") from None
+    except OSError as err:
+        raise ImageReadError(path, f"cannot read file: {err.strerror or err}") from None
+    if not data:
+        raise ImageReadError(path, "file is empty (0 bytes)")
+    return data
+
+
+def _split_channels(path: str | os.PathLike[str], array: np.ndarray, *, grey_alpha: bool) -> Image:
+    """Turn an HxW or HxWxK (RGB order) array into colour + alpha."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    count = array.shape[2]
+    if grey_alpha and count == 4:  # decoder expanded grey+alpha to RGBA
+        array = array[:, :, [0, 3]]
+        count = 2
+    if count not in (1, 2, 3, 4):
+        raise ImageReadError(path, f"unsupported number of channels ({count})")
+    colour_count = 1 if count <= 2 else 3
+    alpha = None
+    if count in (2, 4):
+        alpha = np.ascontiguousarray(array[:, :, count - 1])
+    pixels = _to_float(array[:, :, :colour_count])
+    return Image(pixels=pixels, alpha=alpha, dtype=np.dtype(array.dtype))
+
+
+def _decode_png(data: bytes) -> tuple[np.ndarray, bool]:
+    """Decode PNG with OpenCV (16-bit colour support), after checking the chunk structure.
+
+    OpenCV returns partial images or None for damaged files without saying why, so the
+    chunk walk (lengths, CRCs, IEND) is what detects truncation and corruption.
+    """
+    colour_type, exif = _walk_png_chunks(data)
+    array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise _DecodeError("corrupt PNG data (decoder failed)")
+    if array.ndim == 3 and array.shape[2] == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
+    if exif is not None:
+        array = _apply_orientation(array, _exif_orientation(exif))
+    return array, colour_type == _PNG_GREY_ALPHA
+
+
+def _walk_png_chunks(data: bytes) -> tuple[int, bytes | None]:
+    """Validate every chunk up to IEND; return (IHDR colour type, eXIf payload or None)."""
+    position = len(_PNG_MAGIC)
+    colour_type = -1
+    exif = None
+    while True:
+        if position + 8 > len(data):
+            raise _DecodeError("truncated or corrupt PNG data (missing IEND)")
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        end = position + 8 + length + 4
+        if end > len(data):
+            raise _DecodeError("truncated or corrupt PNG data")
+        body = data[position + 8 : end - 4]
+        (crc,) = struct.unpack(">I", data[end - 4 : end])
+        if zlib.crc32(kind + body) != crc:
+            raise _DecodeError(f"truncated or corrupt PNG data (bad CRC in {kind!r} chunk)")
+        if kind == b"IHDR" and length >= 10:
+            colour_type = body[9]
+        elif kind == b"eXIf":
+            exif = body
+        elif kind == b"IEND":
+            return colour_type, exif
+        position = end
+
+
+def _decode_jpeg(data: bytes) -> tuple[np.ndarray, bool]:
+    """Decode JPEG with PIL, which raises on truncated data (LOAD_TRUNCATED_IMAGES off)."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            img.load()
+            orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1))
+            array = _pil_to_array(img)
+    except PILImage.DecompressionBombError as err:
+        raise _DecodeError(f"image too large ({err})") from None
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as err:
+        raise _DecodeError(f"truncated or corrupt JPEG data ({err})") from None
+    return _apply_orientation(array, orientation), False
+
+
+def _pil_to_array(img: PILImage.Image) -> np.ndarray:
+    """Grey/RGB(A) array from any PIL mode; palette, CMYK etc. become RGB(A)."""
+    if img.mode in ("L", "LA", "RGB", "RGBA"):
+        return np.asarray(img)
+    if img.mode == "1":
+        return np.asarray(img.convert("L"))
+    if img.mode.startswith("I;16"):
+        return np.asarray(img).astype(np.uint16)
+    has_alpha = "A" in img.getbands() or "transparency" in img.info
+    return np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+
+
+def _decode_tiff(data: bytes) -> tuple[np.ndarray, bool]:
+    """Decode the first page of a TIFF; a 4th sample (or 2nd of grey) is alpha."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            array = _tiff_page_samples(page)
+            orientation_tag = page.tags.get(274)
+            orientation = int(orientation_tag.value) if orientation_tag is not None else 1
+    except _DecodeError:
+        raise
+    except Exception as err:  # tifffile raises many types for damaged files
+        raise _DecodeError(f"truncated or corrupt TIFF data ({err})") from None
+    return _apply_orientation(_normalise_tiff_dtype(array), orientation), False
+
+
+def _tiff_page_samples(page: tifffile.TiffPage) -> np.ndarray:
+    """Page data as HxW or HxWxS, with palette expanded and CMYK refused."""
+    photometric = page.photometric
+    if photometric == tifffile.PHOTOMETRIC.SEPARATED:
+        raise _DecodeError("CMYK TIFF is not supported")
+    array = page.asarray()
+    axes = page.axes
+    for axis in reversed(range(len(axes))):  # drop singleton axes other than Y, X, S
+        if axes[axis] not in "YXS" and array.shape[axis] == 1:
+            array = array.squeeze(axis)
+            axes = axes[:axis] + axes[axis + 1 :]
+    if axes == "SYX":
+        array = np.moveaxis(array, 0, -1)
+    elif axes not in ("YX", "YXS"):
+        raise _DecodeError(f"unsupported TIFF layout (axes {axes})")
+    if photometric == tifffile.PHOTOMETRIC.PALETTE and array.ndim == 2:
+        array = _expand_palette(array, page.colormap)
+    return array
+
+
+def _expand_palette(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
+    colours = np.asarray(colormap).T  # (entries, 3), uint16 in TIFF
+    if colours.dtype == np.uint16 and not np.any(colours % 257):
+        colours = (colours // 257).astype(np.uint8)  # an 8-bit palette stored as 16-bit
+    return colours[indices]
+
+
+def _normalise_tiff_dtype(array: np.ndarray) -> np.ndarray:
+    """Map TIFF sample types onto uint8/uint16/float32 without losing range."""
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * np.uint8(255)
+    if array.dtype.kind == "f" and array.dtype != _FLOAT32:
+        return array.astype(np.float32)  # float16/float64 -> float32
+    if array.dtype not in _SAMPLE_TYPES:
+        raise _DecodeError(
+            f"unsupported TIFF sample type {array.dtype} (expected uint8, uint16 or float32)"
+        )
+    return array
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    pixels: np.ndarray,
+    *,
+    dtype: np.dtype | type | str,
+    alpha: np.ndarray | None = None,
+) -> None:
+    """Write float pixels (HxW or HxWxC, C in 1/3) atomically in the format of the suffix.
+
+    The file appears complete or not at all (temp file in the same directory, then
+    ``os.replace``), so a killed run never leaves a half-written image that a resumed run
+    would skip as done. Format limits: PNG cannot hold float, so float32 is written as
+    uint16; JPEG is 8-bit only and has no alpha, so it is written as uint8 and alpha is
+    dropped. ``alpha`` is written back unchanged, converted exactly if its dtype differs.
+    """
+    destination = Path(path)
+    suffix = destination.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ValueError(f"{destination}: cannot write {suffix or 'files without a suffix'}")
+    colour, alpha = _check_write_arrays(pixels, alpha)
+    out_dtype = _check_sample_type(dtype)
+    if suffix in _PNG_SUFFIXES:
+        data = _encode_png(colour, alpha, _UINT16 if out_dtype == _FLOAT32 else out_dtype)
+    elif suffix in _JPEG_SUFFIXES:
+        data = _encode_jpeg(colour)
+    else:
+        data = _encode_tiff(colour, alpha, out_dtype)
+    _atomic_write_bytes(destination, data)
+
+
+def _check_write_arrays(
+    pixels: np.ndarray, alpha: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    colour = np.asarray(pixels)
+    if colour.ndim == 2:
+        colour = colour[:, :, None]
+    if colour.ndim != 3 or colour.shape[2] not in (1, 3):
+        raise ValueError(f"pixels must be HxW or HxWxC with C in (1, 3), got {colour.shape}")
+    if alpha is None:
+        return colour, None
+    alpha = np.asarray(alpha)
+    if alpha.ndim == 3 and alpha.shape[2] == 1:
+        alpha = alpha[:, :, 0]
+    if alpha.shape != colour.shape[:2]:
+        raise ValueError(f"alpha shape {alpha.shape} does not match pixels {colour.shape[:2]}")
+    return colour, alpha
+
+
+def _stack(colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    """HxWxK samples of ``dtype``: colour converted from float, alpha appended."""
+    samples = to_dtype(colour, dtype)
+    if alpha is None:
+        return samples
+    return np.concatenate([samples, _convert_alpha(alpha, dtype)[:, :, None]], axis=2)
+
+
+def _encode_png(colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) -> bytes:
+    samples = _stack(colour, alpha, dtype)
+    count = samples.shape[2]
+    if count == 2:  # OpenCV cannot write grey+alpha
+        return _encode_png_grey_alpha(samples)
+    if count == 3:
+        samples = cv2.cvtColor(samples, cv2.COLOR_RGB2BGR)
+    elif count == 4:
+        samples = cv2.cvtColor(samples, cv2.COLOR_RGBA2BGRA)
+    ok, buffer = cv2.imencode(".png", samples)
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def _encode_png_grey_alpha(samples: np.ndarray) -> bytes:
+    """Minimal PNG writer for grey+alpha (8 or 16 bit), which neither OpenCV nor PIL
+    can write at 16 bit; rows are stored unfiltered and zlib-compressed."""
+    height, width, _ = samples.shape
+    big_endian = samples.astype(samples.dtype.newbyteorder(">"))
+    rows = np.ascontiguousarray(big_endian).view(np.uint8).reshape(height, -1)
+    raw = np.zeros((height, rows.shape[1] + 1), dtype=np.uint8)  # filter byte 0 per row
+    raw[:, 1:] = rows
+    bit_depth = samples.dtype.itemsize * 8
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, _PNG_GREY_ALPHA, 0, 0, 0)
+    return b"".join(
+        [
+            _PNG_MAGIC,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _encode_jpeg(colour: np.ndarray) -> bytes:
+    samples = to_dtype(colour, _UINT8)
+    image = PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    buffer = io.BytesIO()
+    # 4:4:4 chroma: restored detail should not be thrown away by subsampling
+    image.save(buffer, format="JPEG", quality=_JPEG_QUALITY, subsampling=0)
+    return buffer.getvalue()
+
+
+def _encode_tiff(colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) -> bytes:
+    samples = _stack(colour, alpha, dtype)
+    photometric = "rgb" if colour.shape[2] == 3 else "minisblack"
+    options: dict[str, object] = {"photometric": photometric, "metadata": None}
+    if alpha is not None:
+        options.update(extrasamples=["unassalpha"], planarconfig="contig")
+    elif samples.shape[2] == 1:
+        samples = samples[:, :, 0]
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, samples, **options)
+    return buffer.getvalue()
+
+
+def _partial_name(name: str) -> str:
+    # The name is cut so the temp name stays under common 255-byte file-name limits.
+    return f".{name[:200]}.{os.getpid()}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+
+
+def _atomic_write_bytes(destination: Path, data: bytes) -> None:
+    """Write via a temp file in the same directory (same filesystem, so replace is atomic)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(_partial_name(destination.name))
+    created = False
+    try:
+        with open(temporary, "xb") as handle:
+            created = True
+            handle.write(data)
+        os.replace(temporary, destination)
+    except BaseException:
+        if created:
+            temporary.unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- cleanup
+
+
+def remove_stale_partials(
+    directory: str | os.PathLike[str], *, min_age_s: float = 0.0
+) -> list[Path]:
+    """Delete temp files left in ``directory`` (recursively) by a killed run.
+
+    Only files named like :func:`write_image`'s temp files are touched. A temp file whose
+    writer process is still alive on this machine is kept, so shards sharing an output
+    folder do not delete each other's in-flight writes; ``min_age_s`` additionally keeps
+    recent ones, for writers on other machines of a shared filesystem.
+    """
+    removed: list[Path] = []
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            candidate = Path(root) / name
+            if _is_stale_partial(candidate, min_age_s):
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+    return sorted(removed)
+
+
+def _is_stale_partial(candidate: Path, min_age_s: float) -> bool:
+    pid = _partial_pid(candidate.name)
+    if pid is None or _process_alive(pid):
+        return False
+    if min_age_s <= 0:
+        return True
+    try:
+        age = time.time() - candidate.stat().st_mtime
+    except OSError:
+        return False
+    return age >= min_age_s
+
+
+def _partial_pid(name: str) -> int | None:
+    """The writer's pid for names like ``.{name}.{pid}.{hex}.partial``, else None."""
+    if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX)):
+        return None
+    parts = name[: -len(PARTIAL_SUFFIX)].rsplit(".", 2)
+    if len(parts) != 3 or len(parts[0]) < 2 or not parts[1].isdigit():
+        return None
+    try:
+        int(parts[2], 16)
+    except ValueError:
+        return None
+    return int(parts[1])
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would signal the process on Windows
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    return True

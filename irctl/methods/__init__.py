@@ -1,0 +1,23 @@
+"""Method registry: the only place that maps a preset's ``method`` to a Restorer class."""
+
+from __future__ import annotations
+
+from irctl.config import Preset
+from irctl.methods.base import Restorer
+from irctl.methods.refusion import RefusionRestorer
+from irctl.methods.regression import RegressionRestorer
+
+METHODS: dict[str, type] = {
+    "refusion": RefusionRestorer,
+    "regression": RegressionRestorer,
+}
+
+
+def build_restorer(preset: Preset) -> Restorer:
+    try:
+        cls = METHODS[preset.method]
+    except KeyError:
+        raise ValueError(
+            f"preset {preset.name!r}: unknown method {preset.method!r}; known: {', '.join(METHODS)}"
+        ) from None
+    return cls(preset)

@@ -1,0 +1,59 @@
+"""The Restorer protocol: everything method-specific lives behind it (DESIGN.md).
+
+engine/ and cli/ only ever talk to a Restorer, so adding a method never touches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from irctl.config import Preset
+from irctl.data.datasets import Batch
+from irctl.engine.tiling import Tiler
+
+#: Progress of one restore: (steps done, total steps).
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Task-specific inputs beyond the LQ image (right view, lens pair, mask): none for denoising."""
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """How to run the reverse process for one image."""
+
+    sampler: str = "sde"
+    steps: int = 100
+    tiler: Tiler = field(default_factory=Tiler)
+
+
+class Restorer(Protocol):
+    preset: Preset
+    stages: list[str]
+
+    def modules(self) -> dict[str, nn.Module]:
+        """What a checkpoint holds, by name."""
+        ...
+
+    def loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """One training step's loss and the scalars worth logging."""
+        ...
+
+    def restore(
+        self,
+        lq: Tensor,
+        options: SampleOptions,
+        generator: torch.Generator | None,
+        cond: Conditioning | None = None,
+        callback: ProgressFn | None = None,
+    ) -> Tensor:
+        """Restore a batch of LQ images (NCHW, [0,1]); the result is not clamped.
+        ``callback(done, total)`` reports sampler steps."""
+        ...

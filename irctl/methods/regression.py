@@ -1,0 +1,43 @@
+"""Plain NAFNet trained with L1: the regression baseline Refusion compares against (Table 2)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from irctl.config import Preset
+from irctl.data.datasets import Batch
+from irctl.methods.base import Conditioning, ProgressFn, SampleOptions
+from irctl.methods.refusion import nafnet_config
+from irctl.nets.nafnet import NAFNet
+
+
+class RegressionRestorer:
+    stages: ClassVar[list[str]] = ["regression"]
+
+    def __init__(self, preset: Preset) -> None:
+        self.preset = preset
+        self.net = NAFNet(nafnet_config(preset))
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        loss = (self.net(batch.lq) - batch.gt).abs().mean()
+        return loss, {"loss": float(loss.detach())}
+
+    @torch.no_grad()
+    def restore(
+        self,
+        lq: Tensor,
+        options: SampleOptions,
+        generator: torch.Generator | None,
+        cond: Conditioning | None = None,
+        callback: ProgressFn | None = None,
+    ) -> Tensor:
+        restored = options.tiler.wrap(self.net)(lq)
+        if callback is not None:
+            callback(1, 1)
+        return restored

@@ -1,0 +1,59 @@
+"""Building blocks shared by the networks (NAFNet, Chen et al. ECCV 2022)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class LayerNorm2d(nn.Module):
+    """Layer norm over the channel axis of an NCHW tensor, with per-channel gain and bias (NAFNet)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        y = (x - mean) / torch.sqrt(var + self.eps)
+        return self.weight.view(1, -1, 1, 1) * y + self.bias.view(1, -1, 1, 1)
+
+
+class SimpleGate(nn.Module):
+    """Split channels in two halves and multiply them: NAFNet's nonlinearity-free activation."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
+    """Transformer-style embedding of (integer) timesteps, as the official Refusion code:
+    f_k = exp(−k·ln(10⁴)/(dim/2 − 1)), output [sin(t f), cos(t f)]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / (half - 1))
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], dim=-1)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoid(width) → Linear(width → 8·width) → SimpleGate → Linear(4·width → 4·width)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.mlp = nn.Sequential(
+            nn.Linear(width, width * 8), SimpleGate(), nn.Linear(width * 4, width * 4)
+        )
+
+    @property
+    def out_dim(self) -> int:
+        return self.width * 4
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.mlp(sinusoidal_embedding(t, self.width))

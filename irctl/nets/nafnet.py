@@ -1,0 +1,151 @@
+"""NAFNet (Chen et al., ECCV 2022) and the time-conditioned variant used by Refusion (§4.1).
+
+The conditional network follows the official Refusion ``ConditionalNAFNet``: input
+concat[x_t − μ, μ], a time embedding that modulates every block with scale/shift (before the
+attention part and before the FFN), and an ε̂ output with no global residual. The plain network
+is NAFNet's L1 regression model (global residual onto the input), the baseline Refusion compares
+against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from irctl.nets.layers import LayerNorm2d, SimpleGate, TimeEmbedding
+
+
+@dataclass(frozen=True)
+class NAFNetConfig:
+    """Sizes of a NAFNet. ``paper`` for Refusion is width 64, enc [1,1,1,28], mid 1, dec [1,1,1,1]."""
+
+    width: int = 16
+    enc_blocks: tuple[int, ...] = (1, 1, 1, 1)
+    middle_blocks: int = 1
+    dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
+    channels: int = 3
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.enc_blocks) != len(self.dec_blocks):
+            raise ValueError("enc_blocks and dec_blocks must have the same length")
+
+    @property
+    def multiple(self) -> int:
+        """Inputs are padded to a multiple of this (one halving per encoder level)."""
+        return 2 ** len(self.enc_blocks)
+
+
+class NAFBlock(nn.Module):
+    """NAFNet block; with ``time_dim`` the LN outputs are modulated by x(1 + scale) + shift."""
+
+    def __init__(self, c: int, time_dim: int | None = None) -> None:
+        super().__init__()
+        self.time_proj = (
+            nn.Sequential(SimpleGate(), nn.Linear(time_dim // 2, c * 4)) if time_dim else None
+        )
+        self.norm1 = LayerNorm2d(c)
+        self.conv1 = nn.Conv2d(c, 2 * c, 1)
+        self.conv2 = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.gate = SimpleGate()
+        self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1))
+        self.conv3 = nn.Conv2d(c, c, 1)
+        self.norm2 = LayerNorm2d(c)
+        self.conv4 = nn.Conv2d(c, 2 * c, 1)
+        self.conv5 = nn.Conv2d(c, c, 1)
+        # Zero-initialised residual scales: every block starts as the identity (NAFNet).
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, inp: Tensor, temb: Tensor | None = None) -> Tensor:
+        if self.time_proj is not None and temb is not None:
+            mod = self.time_proj(temb)[..., None, None]
+            shift_att, scale_att, shift_ffn, scale_ffn = mod.chunk(4, dim=1)
+        else:
+            shift_att = scale_att = shift_ffn = scale_ffn = None
+        x = self.norm1(inp)
+        if scale_att is not None:
+            x = x * (1 + scale_att) + shift_att
+        x = self.gate(self.conv2(self.conv1(x)))
+        x = self.conv3(x * self.sca(x))
+        y = inp + x * self.beta
+        x = self.norm2(y)
+        if scale_ffn is not None:
+            x = x * (1 + scale_ffn) + shift_ffn
+        x = self.conv5(self.gate(self.conv4(x)))
+        return y + x * self.gamma
+
+
+class _UNetBody(nn.Module):
+    """NAFNet's encoder/middle/decoder, shared by the plain and the conditional networks."""
+
+    def __init__(self, cfg: NAFNetConfig, in_channels: int, time_dim: int | None) -> None:
+        super().__init__()
+        w = cfg.width
+        self.multiple = cfg.multiple
+        self.intro = nn.Conv2d(in_channels, w, 3, padding=1)
+        self.ending = nn.Conv2d(w, cfg.channels, 3, padding=1)
+        self.encoders = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        c = w
+        for n in cfg.enc_blocks:
+            self.encoders.append(nn.ModuleList([NAFBlock(c, time_dim) for _ in range(n)]))
+            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            c *= 2
+        self.middle = nn.ModuleList([NAFBlock(c, time_dim) for _ in range(cfg.middle_blocks)])
+        for n in cfg.dec_blocks:
+            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            c //= 2
+            self.decoders.append(nn.ModuleList([NAFBlock(c, time_dim) for _ in range(n)]))
+
+    def forward(self, x: Tensor, temb: Tensor | None) -> Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % self.multiple, (-w) % self.multiple
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self.intro(x)
+        skips = []
+        for blocks, down in zip(self.encoders, self.downs, strict=True):
+            for block in blocks:
+                x = block(x, temb)
+            skips.append(x)
+            x = down(x)
+        for block in self.middle:
+            x = block(x, temb)
+        for up, blocks, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
+            x = up(x) + skip
+            for block in blocks:
+                x = block(x, temb)
+        return self.ending(x)[..., :h, :w]
+
+
+class NAFNet(nn.Module):
+    """Plain NAFNet for L1 regression: restored = lq + body(lq)."""
+
+    def __init__(self, cfg: NAFNetConfig) -> None:
+        super().__init__()
+        self.body = _UNetBody(cfg, cfg.channels, time_dim=None)
+
+    def forward(self, lq: Tensor) -> Tensor:
+        return lq + self.body(lq, None)
+
+
+class ConditionalNAFNet(nn.Module):
+    """Refusion's noise network: ε̂ = net(x_t, μ, t), input concat[x_t − μ, μ]."""
+
+    def __init__(self, cfg: NAFNetConfig) -> None:
+        super().__init__()
+        self.time_embedding = TimeEmbedding(cfg.width)
+        self.body = _UNetBody(cfg, 2 * cfg.channels, time_dim=self.time_embedding.out_dim)
+
+    def forward(self, x_t: Tensor, mu: Tensor, t: Tensor | int) -> Tensor:
+        if not torch.is_tensor(t):
+            t = torch.full((x_t.shape[0],), float(t), device=x_t.device)
+        elif t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        temb = self.time_embedding(t.to(x_t.device))
+        return self.body(torch.cat([x_t - mu, mu], dim=1), temb)
