@@ -41,9 +41,12 @@ def benchmark(
     out: Path = typer.Option(None, "--out", help="Write the results as JSON to this file."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
-    """Time `restore` on a held-out photo resized to each size: seconds per image, megapixels per
-    second and peak memory (RSS on CPU, max allocated on CUDA), for each tile size; and the
-    largest absolute difference between tiled and untiled output (pixel values in [0,1])."""
+    """Measure restore speed, peak memory and the error tiling introduces.
+
+    A held-out photo is resized to each size and restored with each tile size: seconds per
+    image, megapixels per second, peak memory (RSS on CPU, max allocated on CUDA) and the largest
+    absolute difference between the tiled and the untiled output (pixel values in [0,1]).
+    """
     import torch
 
     from irctl.engine.benchmark import rows_as_dicts, run_benchmark

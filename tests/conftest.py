@@ -1,0 +1,44 @@
+"""Shared fixtures. Never `import tests` (a third-party wheel ships a top-level `tests` package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irctl.config import apply_overrides, load_preset
+
+TINY_OVERRIDES = [
+    "network.width=8",
+    "network.enc_blocks=[1, 1]",
+    "network.dec_blocks=[1, 1]",
+    "diffusion.T=20",
+    "sampler.steps=20",
+    "sampler.tile=0",
+    "train.batch=2",
+    "train.patch=32",
+    "train.iterations=3",
+    "train.val_every=0",
+    "train.log_every=1",
+    "train.checkpoint_every=3",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Refusion checkpoint trained for 3 steps (so no layer is still at its zero init)."""
+    from irctl.engine.train import train
+
+    preset = apply_overrides(load_preset("denoise-tiny"), TINY_OVERRIDES)
+    out = tmp_path_factory.mktemp("tiny-run")
+    return train(preset, out).weights
+
+
+@pytest.fixture()
+def photo_crops() -> list[np.ndarray]:
+    """Small crops of a held-out photo, float32 HxWx3 in [0, 1]."""
+    from irctl.data.datasets import load_photo
+
+    photo = load_photo("chelsea")
+    return [photo[y : y + 40, x : x + 48] for y, x in ((0, 0), (100, 150), (200, 300))]
