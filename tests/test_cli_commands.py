@@ -1,0 +1,135 @@
+"""`irctl train`, `benchmark`, `compare`, `--version`, and the presets/examples shipped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_OVERRIDES
+from typer.testing import CliRunner
+
+from irctl import __version__
+from irctl.cli.app import app
+from irctl.config import available_presets, load_preset, weights_path
+from irctl.engine.checkpoint import load_checkpoint
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+def test_train_cli_writes_a_checkpoint_with_the_preset_embedded(tmp_path: Path) -> None:
+    sets = [arg for o in TINY_OVERRIDES for arg in ("--set", o)]
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "--preset", "denoise-tiny", "--out", str(out), *sets, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info["step"] == 3
+    ckpt = load_checkpoint(out / "weights.safetensors")
+    assert ckpt.step == 3 and ckpt.preset.network.width == 8
+    assert (out / "weights.state.safetensors").is_file()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+
+
+def test_train_cli_rejects_unknown_override(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["train", "--preset", "denoise-tiny", "--out", str(tmp_path), "--set", "train.nope=1"]
+    )
+    assert result.exit_code == 2 and "nope" in result.stderr
+
+
+def test_benchmark_reports_rows_and_measures_tiling(tiny_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "--weights",
+            str(tiny_weights),
+            "--sizes",
+            "48",
+            "--tiles",
+            "32,64",
+            "--steps",
+            "3",
+            "--tile-overlap",
+            "8",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["size"], r["tile"]) for r in rows] == [(48, 32), (48, 64)]
+    for r in rows:
+        assert r["seconds"] > 0 and r["peak_memory_mib"] > 0
+    # A tile covering the image is the untiled computation; a smaller one differs only a little
+    # (NAFNet's channel attention pools over the whole input, so its receptive field is global).
+    assert rows[1]["max_abs_diff_vs_untiled"] == 0.0
+    assert 0.0 < rows[0]["max_abs_diff_vs_untiled"] < 0.1
+
+
+def test_compare_scores_models_on_heldout_photos(tiny_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "--models",
+            str(tiny_weights),
+            "--classical",
+            "",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    test_photos = load_preset("denoise-tiny").data.test
+    assert {r["photo"] for r in rows} == set(test_photos)
+    inputs = [r for r in rows if r["method"] == "input"]
+    # sigma-25 noise on 8-bit photos: PSNR = 20.2 dB give or take clipping.
+    assert all(19.5 < r["psnr"] < 21.5 for r in inputs)
+    assert (out / "table.md").read_text().startswith("| method |")
+    assert (out / "input" / f"{test_photos[0]}.png").is_file()
+
+
+@pytest.mark.parametrize("name", available_presets())
+def test_presets_hold_out_their_test_photos(name: str) -> None:
+    preset = load_preset(name)
+    assert preset.data.test, "every preset names held-out photos"
+    assert not set(preset.data.test) & set(preset.data.train)
+    assert not set(preset.data.val) & set(preset.data.train)
+
+
+def test_bundled_examples_are_the_heldout_inputs() -> None:
+    from irctl.engine.heldout import heldout_photos
+    from irctl.io.images import read_image, to_dtype
+
+    for photo in heldout_photos(load_preset("denoise-tiny")):
+        shipped = read_image(REPO / "examples" / "denoise" / "noisy" / f"{photo.name}.png")
+        np.testing.assert_array_equal(
+            to_dtype(shipped.pixels, np.uint8), to_dtype(photo.lq, np.uint8)
+        )
+
+
+@pytest.mark.parametrize("name", ["denoise-tiny", "denoise-regression-tiny"])
+def test_bundled_weights_load_and_match_their_preset(name: str) -> None:
+    preset = load_preset(name)
+    path = weights_path(preset)
+    assert path is not None and path.is_file(), f"bundled weights missing: {path}"
+    ckpt = load_checkpoint(path)
+    assert ckpt.preset.name == name and ckpt.preset.network == preset.network
+    assert ckpt.step == preset.train.iterations
