@@ -93,21 +93,21 @@ def read_metadata(path: Path) -> dict[str, str]:
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    with path.open("rb") as fh:
-        head = fh.read(10)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise CheckpointError(
-            f"{path}: this is a pickle/zip (torch.save) file, not safetensors — refused, "
-            "since loading pickles can run arbitrary code"
-        )
-    if len(head) < 8:
-        raise CheckpointError(f"{path}: too short to be a safetensors file")
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as fh:
             return dict(fh.metadata() or {})
     except (SafetensorError, OSError, ValueError) as err:
+        # Only once it fails to parse as safetensors do we say what it looks like instead: a
+        # safetensors file starts with its header length, which may begin with any byte.
+        with path.open("rb") as fh:
+            head = fh.read(4)
+        if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+            raise CheckpointError(
+                f"{path}: this is a pickle/zip (torch.save) file, not safetensors — refused, "
+                "since loading pickles can run arbitrary code"
+            ) from err
         raise CheckpointError(f"{path}: not a valid safetensors file ({err})") from err
 
 

@@ -29,24 +29,36 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
-def blend_window(height: int, width: int, overlap: int, dtype: torch.dtype) -> Tensor:
-    """Separable window: 1 in the middle, a raised-cosine ramp over ``overlap`` pixels at each edge.
-
-    The ramp never reaches 0 (it starts at 1/(overlap+1)), so image corners covered by a single
-    tile still get a positive weight, and the normalised blend is exact there.
-    """
-
-    def ramp(n: int) -> Tensor:
-        w = torch.ones(n, dtype=torch.float64)
-        r = min(overlap, n // 2)
-        if r > 0:
-            pos = torch.arange(1, r + 1, dtype=torch.float64) / (r + 1)
-            edge = 0.5 - 0.5 * torch.cos(torch.pi * pos)
+def _ramp(n: int, overlap: int, fade_start: bool, fade_end: bool) -> Tensor:
+    """1-D weights: 1 inside, a sin² ramp over ``overlap`` pixels on each side that borders
+    another tile. The ramp is exactly 0 at the tile's outermost pixel — the one a network with
+    zero padding gets most wrong — and reaches 1 where the neighbouring tile's ramp reaches 0,
+    so predictions near a tile's inner border count least. Sides on the image border keep weight
+    1: no other tile covers them."""
+    w = torch.ones(n, dtype=torch.float64)
+    r = min(overlap, n // 2)
+    if r >= 2:
+        edge = torch.sin(0.5 * torch.pi * torch.arange(r, dtype=torch.float64) / r) ** 2
+        if fade_start:
             w[:r] = edge
+        if fade_end:
             w[n - r :] = edge.flip(0)
-        return w
+    return w
 
-    return (ramp(height)[:, None] * ramp(width)[None, :]).to(dtype)
+
+def blend_window(
+    height: int,
+    width: int,
+    overlap: int,
+    dtype: torch.dtype,
+    inner: tuple[bool, bool, bool, bool] = (True, True, True, True),
+) -> Tensor:
+    """Separable blending window for one tile; ``inner`` says which sides (top, bottom, left,
+    right) border another tile rather than the image edge."""
+    top, bottom, left, right = inner
+    rows = _ramp(height, overlap, top, bottom)
+    cols = _ramp(width, overlap, left, right)
+    return (rows[:, None] * cols[None, :]).to(dtype)
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,6 @@ class Tiler:
         first = args[0]
         out: Tensor | None = None
         weight_sum: Tensor | None = None
-        window: Tensor | None = None
         for i in range(0, len(boxes), self.batch):
             chunk = boxes[i : i + self.batch]
             call_args = [
@@ -112,8 +123,9 @@ class Tiler:
                 n = first.shape[0]
                 out = pred.new_zeros((n, pred.shape[1], height, width))
                 weight_sum = pred.new_zeros((1, 1, height, width))
-                window = blend_window(th, tw, self.overlap, pred.dtype).to(pred.device)
             for j, (t, left) in enumerate(chunk):
+                inner = (t > 0, t + th < height, left > 0, left + tw < width)
+                window = blend_window(th, tw, self.overlap, pred.dtype, inner).to(pred.device)
                 piece = pred[j * first.shape[0] : (j + 1) * first.shape[0]]
                 out[..., t : t + th, left : left + tw] += piece * window
                 weight_sum[..., t : t + th, left : left + tw] += window

@@ -49,9 +49,17 @@ class TrainResult:
     last_val: dict[str, float]
 
 
+#: An odd 32-bit constant (2^32 / golden ratio) that spreads seeds apart in the 32-bit seed space.
+_SEED_STRIDE = 0x9E3779B1
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
-    """The generator for one training step: a pure function of (seed, step)."""
-    return torch.Generator().manual_seed((seed << 32) + step)
+    """The generator for one training step: a pure function of (seed, step).
+
+    torch's CPU generator keeps only the low 32 bits of its seed, so (seed, step) is mixed inside
+    32 bits; seed 0 gives manual_seed(step).
+    """
+    return torch.Generator().manual_seed((seed * _SEED_STRIDE + step) % 2**32)
 
 
 def build_sampler(preset: Preset, split: str, batch: int | None = None) -> PairedCropSampler:

@@ -1,0 +1,252 @@
+"""Tiled network evaluation (irctl/engine/tiling.py): coverage, exactness and batching."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from irctl.engine.tiling import Tiler, blend_window, tile_starts
+from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
+
+H, W = 40, 56
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The test machine has 2 cores shared with background jobs: intra-op threads only contend."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _image(shape=(1, 3, H, W), seed=0, dtype=torch.float32) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# --- tile_starts / blend_window ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1, 7, 16, 17, 40, 56, 63, 100])
+@pytest.mark.parametrize("tile,overlap", [(8, 0), (8, 3), (16, 4), (16, 15), (24, 8), (32, 31)])
+def test_tile_starts_cover_with_equal_tiles(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    assert starts[0] == 0
+    assert starts[-1] + size == length  # last tile flush with the end
+    assert all(s >= 0 and s + size <= length for s in starts)  # every tile the same, in bounds
+    assert all(b > a for a, b in itertools.pairwise(starts))
+    covered = torch.zeros(length, dtype=torch.bool)
+    for s in starts:
+        covered[s : s + size] = True
+    assert bool(covered.all())
+    if len(starts) > 1:
+        overlaps = [a + size - b for a, b in itertools.pairwise(starts)]
+        assert min(overlaps) >= overlap
+        # No tile is wasted: the number of tiles is the minimum for this stride.
+        assert len(starts) == math.ceil((length - size) / (tile - overlap)) + 1
+
+
+def test_tile_starts_single_tile_when_it_fits():
+    assert tile_starts(40, 40, 8) == [0]
+    assert tile_starts(40, 64, 8) == [0]
+    assert tile_starts(40, 16, 0) == [0, 16, 24]
+
+
+@pytest.mark.parametrize(
+    "h,w,overlap", [(16, 16, 4), (24, 16, 8), (5, 9, 3), (8, 8, 0), (6, 6, 10)]
+)
+def test_blend_window_shape_and_ramps(h, w, overlap):
+    win = blend_window(h, w, overlap, torch.float64)  # every side borders another tile
+    assert win.shape == (h, w)
+    assert bool((win >= 0).all()) and bool((win <= 1).all())
+    assert torch.equal(win, win.flip(0)) and torch.equal(win, win.flip(1))
+    r_h, r_w = min(overlap, h // 2), min(overlap, w // 2)
+    r_h, r_w = (r_h if r_h >= 2 else 0), (r_w if r_w >= 2 else 0)
+    inner = win[r_h : h - r_h, r_w : w - r_w]
+    assert torch.equal(inner, torch.ones_like(inner))
+    if r_w:
+        row = win[h // 2, :r_w]
+        assert float(row[0]) == 0.0  # the outermost, zero-padded pixel of an inner side counts 0
+        assert bool((row[1:] > row[:-1]).all())  # ramps up from the edge
+    # Sides on the image border are not faded: nothing else covers those pixels.
+    edge = blend_window(h, w, overlap, torch.float64, inner=(False, False, False, False))
+    assert torch.equal(edge, torch.ones_like(edge))
+
+
+def test_tiler_rejects_bad_settings():
+    for kwargs in ({"tile": 16, "overlap": 16}, {"tile": -1}, {"overlap": -1}, {"batch": 0}):
+        with pytest.raises(ValueError):
+            Tiler(**kwargs)
+    Tiler(tile=0, overlap=64)  # overlap is irrelevant when never tiling
+
+
+# --- exactness -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_cnafnet() -> ConditionalNAFNet:
+    torch.manual_seed(0)
+    net = ConditionalNAFNet(NAFNetConfig(width=8)).eval()
+    # β/γ start at zero (every block is the identity): randomise them so the blocks matter.
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                p.normal_(0, 0.5)
+    return net
+
+
+@pytest.mark.parametrize("tile", [0, 56, 64, 256])
+def test_tile_covering_image_is_bit_identical(tiny_cnafnet, tile):
+    x, mu = _image(seed=1), _image(seed=2)
+    with torch.no_grad():
+        direct = tiny_cnafnet(x, mu, 37)
+        tiled = Tiler(tile=tile, overlap=8, batch=2).wrap(tiny_cnafnet)(x, mu, 37)
+    assert torch.equal(tiled, direct)
+
+
+def test_nafnet_tiled_smaller_than_image_runs(tiny_cnafnet):
+    """Tiles smaller than the image: same shape, finite, and close to (not equal to: the network's
+    receptive field is global) the untiled output."""
+    x, mu = _image(seed=1), _image(seed=2)
+    with torch.no_grad():
+        direct = tiny_cnafnet(x, mu, 5)
+        tiled = Tiler(tile=32, overlap=8, batch=3).wrap(tiny_cnafnet)(x, mu, 5)
+    assert tiled.shape == direct.shape
+    assert bool(torch.isfinite(tiled).all())
+    assert not torch.equal(tiled, direct)
+
+
+def _pointwise_net():
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(6, 4, 1).double()
+
+    def net(x, mu, t):
+        return conv(torch.cat([x, mu], 1)) * t
+
+    return net
+
+
+@pytest.mark.parametrize(
+    "tile,overlap,batch", [(16, 4, 1), (16, 4, 3), (24, 1, 2), (13, 5, 4), (32, 0, 1), (48, 8, 3)]
+)
+def test_pointwise_net_tiled_equals_untiled(tile, overlap, batch):
+    """Receptive field 0: the normalised blend must reproduce the untiled output everywhere."""
+    net = _pointwise_net()
+    x, mu = _image((2, 3, H, W), 3, torch.float64), _image((2, 3, H, W), 4, torch.float64)
+    with torch.no_grad():
+        direct = net(x, mu, 2.0)
+        tiled = Tiler(tile, overlap, batch).wrap(net)(x, mu, 2.0)
+    assert tiled.shape == direct.shape == (2, 4, H, W)
+    assert torch.allclose(tiled, direct, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("tile,overlap", [(16, 2), (16, 4), (24, 8)])
+def test_local_conv_tiled_equals_untiled(tile, overlap):
+    """A 3x3 conv (radius 1): with overlap >= 1 every pixel has some tile that sees all its
+    neighbours, so a seamless tiler reproduces the untiled output."""
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1).double()
+    x = _image(dtype=torch.float64)
+    with torch.no_grad():
+        direct = conv(x)
+        tiled = Tiler(tile, overlap, 3).wrap(conv)(x)
+    assert torch.allclose(tiled, direct, atol=1e-6, rtol=0)
+
+
+def test_local_conv_tiled_is_exact_away_from_tile_borders():
+    """What does hold today: pixels whose 3x3 neighbourhood lies inside every tile covering them
+    are exact, so the error is confined to tile borders (measures the normalisation)."""
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1).double()
+    x = _image(dtype=torch.float64)
+    tile, overlap = 16, 4
+    with torch.no_grad():
+        direct = conv(x)
+        tiled = Tiler(tile, overlap, 3).wrap(conv)(x)
+    bad = torch.zeros(H, W, dtype=torch.bool)
+    for top in tile_starts(H, tile, overlap):
+        for edge in (top, top + tile - 1):
+            if 0 < edge < H - 1:
+                bad[edge, :] = True
+    for left in tile_starts(W, tile, overlap):
+        for edge in (left, left + tile - 1):
+            if 0 < edge < W - 1:
+                bad[:, edge] = True
+    err = (tiled - direct).abs().amax(dim=(0, 1))
+    assert float(err[~bad].max()) < 1e-12
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize(
+    "shape,tile,overlap",
+    [
+        ((1, 3, 40, 56), 16, 4),
+        ((2, 3, 37, 23), 10, 3),
+        ((3, 1, 50, 31), 17, 16),
+        ((2, 3, 9, 64), 8, 0),
+    ],
+)
+def test_identity_net_tiled_reproduces_input(shape, tile, overlap, batch):
+    tiler = Tiler(tile, overlap, batch)
+    x = _image(shape, seed=5, dtype=torch.float64)
+    out = tiler.wrap(lambda a: a.clone())(x)
+    assert out.shape == x.shape
+    assert torch.allclose(out, x, atol=1e-12, rtol=0)
+    # float32: up to ~(tile/stride)² windows are summed per pixel, so allow a few ulp more.
+    x = x.float()
+    assert torch.allclose(tiler.wrap(lambda a: a.clone())(x), x, atol=4e-6, rtol=0)
+
+
+# --- argument handling and batching --------------------------------------------------------------
+
+
+def test_non_spatial_arguments_pass_through_and_tiles_are_batched():
+    x, mu = _image((2, 3, H, W), seed=6), _image((2, 3, H, W), seed=7)
+    t_vec = torch.tensor([3.0, 4.0])  # per-image, not per-tile: passed through as it is
+    glob = torch.randn(2, 5, 1, 1)
+    seen = []
+
+    def net(a, b, t, tv, g):
+        seen.append((a.shape, b.shape, t, tv, g))
+        return a - b + t
+
+    tiler = Tiler(tile=16, overlap=4, batch=3)
+    n_tiles = len(tile_starts(H, 16, 4)) * len(tile_starts(W, 16, 4))
+    out = tiler.wrap(net)(x, mu, 7, t_vec, glob)
+    assert len(seen) == math.ceil(n_tiles / 3)
+    sizes = [a[0] for a, _, _, _, _ in seen]
+    assert sum(sizes) == 2 * n_tiles and all(s == 2 * 3 for s in sizes[:-1])
+    for a_shape, b_shape, t, tv, g in seen:
+        assert tuple(a_shape[1:]) == (3, 16, 16) and b_shape == a_shape
+        assert t == 7 and tv is t_vec and g is glob
+    # Both spatial arguments were cut at the same place.
+    assert torch.allclose(out, x - mu + 7, atol=1e-6)
+
+
+def test_single_call_when_covering():
+    calls = []
+
+    def net(a):
+        calls.append(a)
+        return a
+
+    x = _image(seed=8)
+    Tiler(tile=64, overlap=8, batch=1).wrap(net)(x)
+    assert len(calls) == 1 and calls[0] is x
+
+
+def test_tiles_of_a_multi_image_batch_stay_with_their_image():
+    """With B images per call the net gets B·k tiles; every piece must go back to its image."""
+    x = _image((3, 2, 33, 45), seed=9)
+    per_image = torch.tensor([1.0, -2.0, 5.0]).view(3, 1, 1, 1)
+
+    def net(a):
+        # Tiles come in as [tile0 img0..img2, tile1 img0..img2, ...]: scale each by its image.
+        return a * per_image.repeat(a.shape[0] // 3, 1, 1, 1)
+
+    out = Tiler(tile=16, overlap=5, batch=2).wrap(net)(x)
+    assert torch.allclose(out, x * per_image, atol=1e-6)
