@@ -23,8 +23,11 @@ def compare(
     classical: str = typer.Option(
         None, "--classical", help="Classical baselines, comma-separated [default: the task's]."
     ),
-    sampler: str = typer.Option(None, "--sampler", help="Override the diffusion sampler."),
-    steps: int = typer.Option(None, "--steps", help="Override the sampling steps."),
+    samplers: str = typer.Option(
+        "sde:100,posterior:100,posterior:20",
+        "--samplers",
+        help="Diffusion models run once per sampler:steps pair, comma-separated.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
     out: Path = typer.Option(
@@ -90,19 +93,24 @@ def compare(
         raise typer.Exit(EXIT_USAGE)
     reference = restorers[0].preset
     methods = {c: classical_method(c, reference) for c in classical_list}
+    try:
+        sampler_specs = [
+            (name, int(n)) for name, _, n in (spec.partition(":") for spec in samplers.split(","))
+        ]
+    except ValueError:
+        console.print(f"error: --samplers expects name:steps pairs, got {samplers!r}")
+        raise typer.Exit(EXIT_USAGE) from None
     for r in restorers:
         cfg = r.preset.sampler
-        options = SampleOptions(
-            sampler=sampler or cfg.name,
-            steps=steps or cfg.steps,
-            tiler=Tiler(cfg.tile, cfg.tile_overlap, cfg.tile_batch),
-        )
-        label = (
-            r.preset.name
-            if r.preset.method != "refusion"
-            else (f"{r.preset.name} ({options.sampler}, {options.steps} steps)")
-        )
-        methods[label] = model_method(r, options, seed, torch_device)
+        tiler = Tiler(cfg.tile, cfg.tile_overlap, cfg.tile_batch)
+        if not r.stochastic:
+            methods[r.preset.name] = model_method(r, SampleOptions(tiler=tiler), seed, torch_device)
+            continue
+        for name, n in sampler_specs:
+            options = SampleOptions(sampler=name, steps=n, tiler=tiler)
+            methods[f"{r.preset.name} ({name}, {n} steps)"] = model_method(
+                r, options, seed, torch_device
+            )
     photos = heldout_photos(reference)
     console.print(
         f"held-out photos {', '.join(p.name for p in photos)}; degradation {reference.degradation}"

@@ -37,6 +37,7 @@ class SampleOptions:
 class Restorer(Protocol):
     preset: Preset
     stages: list[str]
+    stochastic: bool  # restore() runs a diffusion sampler: sampler, steps and seed matter
 
     def modules(self) -> dict[str, nn.Module]:
         """What a checkpoint holds, by name."""

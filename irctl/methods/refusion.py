@@ -26,6 +26,8 @@ def nafnet_config(preset: Preset) -> NAFNetConfig:
 
 
 class RefusionRestorer:
+    #: Whether restore() runs a sampler (so sampler/steps/seed matter).
+    stochastic: ClassVar[bool] = True
     stages: ClassVar[list[str]] = ["diffusion"]
 
     def __init__(self, preset: Preset) -> None:

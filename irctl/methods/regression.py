@@ -15,6 +15,8 @@ from irctl.nets.nafnet import NAFNet
 
 
 class RegressionRestorer:
+    #: Whether restore() runs a sampler (so sampler/steps/seed matter).
+    stochastic: ClassVar[bool] = False
     stages: ClassVar[list[str]] = ["regression"]
 
     def __init__(self, preset: Preset) -> None:
