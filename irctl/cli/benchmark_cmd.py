@@ -39,6 +39,7 @@ def benchmark(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
     out: Path = typer.Option(None, "--out", help="Write the results as JSON to this file."),
+    markdown: Path = typer.Option(None, "--markdown", help="Write the table as Markdown here."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Measure restore speed, peak memory and the error tiling introduces.
@@ -49,7 +50,7 @@ def benchmark(
     """
     import torch
 
-    from irctl.engine.benchmark import rows_as_dicts, run_benchmark
+    from irctl.engine.benchmark import markdown_table, rows_as_dicts, run_benchmark
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.restore import load_restorer
@@ -117,5 +118,8 @@ def benchmark(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(markdown_table(rows))
     if json_out:
         typer.echo(json.dumps(result))

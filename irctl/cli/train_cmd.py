@@ -35,6 +35,7 @@ def train(
         [], "--set", help="Override any preset value, e.g. --set train.lr=3e-4 (repeatable)."
     ),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     json_out: bool = typer.Option(
         False, "--json", help="Print the final result as JSON on stdout."
     ),
@@ -47,6 +48,7 @@ def train(
     """
     import torch
 
+    from irctl.engine.device import resolve_device
     from irctl.engine.train import train as run_training
 
     console = stderr_console()
@@ -70,7 +72,10 @@ def train(
         console.print("  " + "  ".join(parts))
 
     try:
-        result = run_training(resolved, out, resume=resume, stop_at=stop_at, log=log)
+        torch_device = resolve_device(device)
+        result = run_training(
+            resolved, out, resume=resume, stop_at=stop_at, log=log, device=torch_device
+        )
     except (CheckpointError, PresetError, ValueError) as err:
         console.print(f"error: {err}")
         raise typer.Exit(EXIT_USAGE) from None

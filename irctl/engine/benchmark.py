@@ -148,3 +148,17 @@ def run_benchmark(
 
 def rows_as_dicts(rows: list[BenchmarkRow]) -> list[dict]:
     return [asdict(r) for r in rows]
+
+
+def markdown_table(rows: list[BenchmarkRow]) -> str:
+    lines = [
+        "| size | tile | sampler | steps | s / image | MP/s | peak MiB | max abs diff tiled vs untiled |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        diff = "—" if r.max_abs_diff_vs_untiled is None else f"{r.max_abs_diff_vs_untiled:.2e}"
+        lines.append(
+            f"| {r.size}² | {r.tile or 'off'} | {r.sampler} | {r.steps} | {r.seconds:.2f} | "
+            f"{r.megapixels_per_second:.4f} | {r.peak_memory_mib:.0f} | {diff} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -78,11 +78,12 @@ class _Validator:
     """Loss on a fixed validation batch with fixed draws (t, noise): comparable across steps,
     so the EMA/lr choices can be made from measurements (issue 3 §4)."""
 
-    def __init__(self, preset: Preset, n: int = 32) -> None:
+    def __init__(self, preset: Preset, device: torch.device, n: int = 32) -> None:
         self.seed = preset.train.seed + 7919
-        self.batch: Batch = build_sampler(preset, "val", batch=n).sample(
+        batch = build_sampler(preset, "val", batch=n).sample(
             torch.Generator().manual_seed(self.seed)
         )
+        self.batch = Batch(lq=batch.lq.to(device), gt=batch.gt.to(device))
 
     @torch.no_grad()
     def __call__(self, restorer: Restorer) -> float:
@@ -108,7 +109,11 @@ def _save(
     modules = restorer.modules()
     raw = flatten_modules(modules)
     # Deployable weights: the EMA when there is one.
-    deploy = {f"{name}.{k}": v.clone() for name, ema in emas.items() for k, v in ema.shadow.items()}
+    deploy = {
+        f"{name}.{k}": v.detach().cpu().contiguous()
+        for name, ema in emas.items()
+        for k, v in ema.shadow.items()
+    }
     deploy = deploy or raw
     opt_state = optimizer.state_dict()
     tensors = {f"raw.{k}": v for k, v in raw.items()}
@@ -144,7 +149,8 @@ def _resume(
     raw = {k.removeprefix("raw."): v for k, v in tensors.items() if k.startswith("raw.")}
     load_modules(restorer.modules(), type(ckpt)(raw, ckpt.preset, ckpt.stage, ckpt.step))
     for name, ema in emas.items():
-        ema.shadow = {k: v.clone() for k, v in ckpt.module_state(name).items()}
+        device = next(iter(ema.shadow.values())).device
+        ema.shadow = {k: v.to(device).clone() for k, v in ckpt.module_state(name).items()}
     opt_state: dict = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
     for key, value in tensors.items():
         if key.startswith("opt."):
@@ -161,6 +167,7 @@ def train(
     resume: bool = False,
     stop_at: int | None = None,
     log: LogFn | None = None,
+    device: torch.device | None = None,
 ) -> TrainResult:
     """Train ``preset`` into ``out``; with ``resume`` continue from ``out``'s last checkpoint.
 
@@ -169,15 +176,18 @@ def train(
     """
     cfg = preset.train
     torch.manual_seed(cfg.seed)
+    device = device or torch.device("cpu")
     restorer = build_restorer(preset)
     modules = restorer.modules()
+    for m in modules.values():
+        m.to(device)
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.betas, cfg.weight_decay)
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()} if cfg.ema_decay else {}
     out.mkdir(parents=True, exist_ok=True)
     step = _resume(out, restorer, emas, optimizer) if resume else 0
     sampler = build_sampler(preset, "train")
-    validate = _Validator(preset)
+    validate = _Validator(preset, device=device)
     end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
     last_val: dict[str, float] = {}
     log_file = (out / "log.jsonl").open("a")
@@ -190,7 +200,9 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             g = step_generator(cfg.seed, step)
-            loss, scalars = restorer.loss(sampler.sample(g), g)
+            batch = sampler.sample(g)
+            batch = Batch(lq=batch.lq.to(device), gt=batch.gt.to(device))
+            loss, scalars = restorer.loss(batch, g)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
