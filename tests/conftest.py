@@ -25,6 +25,17 @@ TINY_OVERRIDES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests use tiny tensors, where intra-op threads on a 2-core machine only contend."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small Refusion checkpoint trained for 3 steps (so no layer is still at its zero init)."""

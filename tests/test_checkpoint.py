@@ -33,15 +33,6 @@ from irctl.methods.refusion import RefusionRestorer
 from irctl.methods.regression import RegressionRestorer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine has 2 cores shared with background jobs: intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny() -> Preset:
     return apply_overrides(load_preset("denoise-tiny"), ["network.width=8"])

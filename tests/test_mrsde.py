@@ -20,15 +20,6 @@ T = 100
 LAM = 50.0 / 255.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine has 2 cores shared with background jobs: intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def sched() -> mrsde.MRSDESchedule:
     return mrsde.make_schedule(T=T, max_sigma=50.0, kind="cosine", eps=0.005)

@@ -14,15 +14,6 @@ from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
 H, W = 40, 56
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine has 2 cores shared with background jobs: intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _image(shape=(1, 3, H, W), seed=0, dtype=torch.float32) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 

@@ -29,15 +29,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine has 2 cores shared with background jobs: intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _train(preset: Preset, out: Path, **kwargs):
     # train() seeds the global torch RNG for the model init: keep that from leaking out.
     with torch.random.fork_rng():
