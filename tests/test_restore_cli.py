@@ -180,3 +180,15 @@ def test_sigkill_mid_batch_then_resume(tiny_weights: Path, tmp_path, photo_crops
     assert sorted(p.name for p in dst.iterdir()) == sorted(f"p{i}.png" for i in range(n))
     for name, mtime in finished.items():
         assert (dst / name).stat().st_mtime_ns == mtime  # finished files were not redone
+
+
+@pytest.mark.parametrize(
+    "args, message", [(["--steps", "500"], "between 1 and T"), (["--sampler", "magic"], "sampler")]
+)
+def test_bad_sampler_options_are_usage_errors(tiny_weights, src_folder, tmp_path, args, message):
+    dst = tmp_path / "dst"
+    result = _restore(
+        "--weights", str(tiny_weights), "--src", str(src_folder), "--dst", str(dst), *args
+    )
+    assert result.exit_code == 2 and message in result.stderr
+    assert not dst.exists() or not any(dst.iterdir())

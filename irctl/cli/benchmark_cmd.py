@@ -54,6 +54,7 @@ def benchmark(
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.restore import load_restorer
+    from irctl.methods.base import SampleOptions
 
     console = stderr_console()
     try:
@@ -69,6 +70,11 @@ def benchmark(
     steps = steps or cfg.steps
     sampler = sampler or cfg.name
     overlap = cfg.tile_overlap if tile_overlap is None else tile_overlap
+    try:
+        restorer.check_options(SampleOptions(sampler=sampler, steps=steps))
+    except ValueError as err:
+        console.print(f"error: {err}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
     console.print(
         f"benchmarking {restorer.preset.name} on {torch_device} "
         f"({torch.get_num_threads()} threads): sampler {sampler}, {steps} steps"

@@ -108,6 +108,11 @@ def compare(
             continue
         for name, n in sampler_specs:
             options = SampleOptions(sampler=name, steps=n, tiler=tiler)
+            try:
+                r.check_options(options)
+            except ValueError as err:
+                console.print(f"error: {r.preset.name}: {err}", markup=False)
+                raise typer.Exit(EXIT_USAGE) from None
             methods[f"{r.preset.name} ({name}, {n} steps)"] = model_method(
                 r, options, seed, torch_device
             )

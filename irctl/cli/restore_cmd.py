@@ -108,6 +108,10 @@ def restore(
             batch=resolved.sampler.tile_batch,
         ),
     )
+    try:
+        restorer.check_options(options)
+    except ValueError as err:
+        raise usage_error(str(err)) from None
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     files = shard(files, rank, world)
     src_root = Path(src) if src != "-" and Path(src).is_dir() else None

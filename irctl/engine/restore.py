@@ -205,7 +205,7 @@ def run_jobs(
                 pixels = restore_image(
                     restorer, image, options, seed=seed, device=device, callback=on_step
                 )
-            except (RuntimeError, ValueError) as err:  # e.g. out of memory for this image
+            except (RuntimeError, ValueError, MemoryError) as err:  # e.g. out of memory
                 fail(job.src, f"restore failed: {str(err).strip().splitlines()[0]}")
                 continue
             out_pool.submit(write, job, pixels, image, started)

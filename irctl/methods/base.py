@@ -43,6 +43,10 @@ class Restorer(Protocol):
         """What a checkpoint holds, by name."""
         ...
 
+    def check_options(self, options: SampleOptions) -> None:
+        """Raise ValueError (one line, for the user) if ``options`` cannot run on this model."""
+        ...
+
     def loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         """One training step's loss and the scalars worth logging."""
         ...

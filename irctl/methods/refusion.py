@@ -62,6 +62,16 @@ class RefusionRestorer:
         loss = (x_prev_hat - x_prev_opt).abs().mean()
         return loss, {"loss": float(loss.detach())}
 
+    def check_options(self, options: SampleOptions) -> None:
+        if options.sampler not in mrsde.SAMPLERS:
+            raise ValueError(
+                f"unknown sampler {options.sampler!r}; choose {', '.join(mrsde.SAMPLERS)}"
+            )
+        if not 1 <= options.steps <= self.schedule.T:
+            raise ValueError(
+                f"--steps must be between 1 and T={self.schedule.T}, got {options.steps}"
+            )
+
     @torch.no_grad()
     def restore(
         self,
@@ -71,11 +81,8 @@ class RefusionRestorer:
         cond: Conditioning | None = None,
         callback: ProgressFn | None = None,
     ) -> Tensor:
-        sampler = mrsde.SAMPLERS.get(options.sampler)
-        if sampler is None:
-            raise ValueError(
-                f"unknown sampler {options.sampler!r}; choose {', '.join(mrsde.SAMPLERS)}"
-            )
+        self.check_options(options)
+        sampler = mrsde.SAMPLERS[options.sampler]
         noise = mrsde._randn_like(lq, generator)
         x_T = mrsde.terminal_sample(lq, self.schedule, noise)
         net = options.tiler.wrap(self.net)

@@ -30,6 +30,9 @@ class RegressionRestorer:
         loss = (self.net(batch.lq) - batch.gt).abs().mean()
         return loss, {"loss": float(loss.detach())}
 
+    def check_options(self, options: SampleOptions) -> None:
+        """A single forward pass: sampler, steps and seed do not apply."""
+
     @torch.no_grad()
     def restore(
         self,
