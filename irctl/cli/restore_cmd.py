@@ -121,10 +121,14 @@ def restore(
     plan = plan_jobs(files, dst, src_root=src_root, ext=ext, suffix=suffix, overwrite=overwrite)
     for path, reason in plan.errors:
         console.print(f"error: {path}: {reason}", markup=False)
+    how = (
+        f"sampler {options.sampler}, {options.steps} steps, seed {seed}"
+        if restorer.stochastic
+        else "single forward pass"
+    )
     console.print(
         f"{resolved.name} ({resolved.method}) on {torch_device}: {len(plan.jobs)} to restore, "
-        f"{len(plan.skipped)} already done; sampler {options.sampler}, {options.steps} steps, "
-        f"tile {options.tiler.tile or 'off'}"
+        f"{len(plan.skipped)} already done; {how}, tile {options.tiler.tile or 'off'}"
     )
     if torch_device.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
         torch.set_num_threads(os.cpu_count() or 1)
