@@ -30,6 +30,9 @@ def benchmark(
     steps: int = typer.Option(None, "--steps", help="Sampling steps [default: the preset's]."),
     sampler: str = typer.Option(None, "--sampler", help="sde | ode | posterior."),
     tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap between tiles."),
+    tile_batch: int = typer.Option(
+        None, "--tile-batch", help="Tiles per network call [default: the preset's]."
+    ),
     compare_untiled: bool = typer.Option(
         True,
         "--compare-untiled/--no-compare-untiled",
@@ -44,13 +47,14 @@ def benchmark(
 ) -> None:
     """Measure restore speed, peak memory and the error tiling introduces.
 
-    A held-out photo is resized to each size and restored with each tile size: seconds per
-    image, megapixels per second, peak memory (RSS on CPU, max allocated on CUDA) and the largest
-    absolute difference between the tiled and the untiled output (pixel values in [0,1]).
+    A held-out photo is resized to each size and restored with each tile size, each in a fresh
+    process: seconds per image, megapixels per second, peak memory (the process's peak RSS on
+    CPU, torch included; max allocated on CUDA) and the largest absolute difference between the
+    tiled and the untiled output (pixel values in [0,1]).
     """
     import torch
 
-    from irctl.engine.benchmark import markdown_table, rows_as_dicts, run_benchmark
+    from irctl.engine.benchmark import ModelSpec, markdown_table, rows_as_dicts, run_benchmark
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.restore import load_restorer
@@ -80,7 +84,7 @@ def benchmark(
         f"({torch.get_num_threads()} threads): sampler {sampler}, {steps} steps"
     )
     table = Table(title=f"irctl benchmark — {restorer.preset.name}, {torch_device}")
-    for col in ("size", "tile", "steps", "s / image", "MP/s", "peak MiB", "max |tiled − untiled|"):
+    for col in ("size", "tile", "per call", "steps", "s / image", "MP/s", "peak MiB", "max |Δ|"):
         table.add_column(col, justify="right")
 
     def on_row(row) -> None:
@@ -93,6 +97,7 @@ def benchmark(
         table.add_row(
             f"{row.size}²",
             str(row.tile or "off"),
+            str(row.tile_batch) if row.tile else "—",
             str(row.steps),
             f"{row.seconds:.2f}",
             f"{row.megapixels_per_second:.4f}",
@@ -100,16 +105,24 @@ def benchmark(
             diff,
         )
 
+    # The parent loaded the model once to validate the options; each measurement reloads it in
+    # a fresh process, from the same weights (an explicit --weights, else the preset's).
+    spec = ModelSpec(
+        weights=str(weights) if weights else None,
+        preset=None if weights else restorer.preset.name,
+        task=task,
+        device=str(torch_device),
+        threads=torch.get_num_threads(),
+    )
     rows = run_benchmark(
-        restorer,
+        spec,
         sizes=size_list,
         tiles=tile_list,
         steps=steps,
         sampler=sampler,
         overlap=overlap,
-        tile_batch=cfg.tile_batch,
+        tile_batch=tile_batch or cfg.tile_batch,
         seed=seed,
-        device=torch_device,
         compare_untiled=compare_untiled,
         on_row=on_row,
     )

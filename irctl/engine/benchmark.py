@@ -1,15 +1,18 @@
 """Speed and memory of ``restore`` at given sizes, and how much tiling changes the output.
 
-Numbers are reported, never asserted: machines are noisy. Peak memory is the process's peak RSS
-on the CPU (sampled while the restore runs) and ``max_memory_allocated`` on CUDA.
+Numbers are reported, never asserted: machines are noisy. Every measurement runs in a fresh
+process, because an allocator keeps memory a previous run freed: the peak resident set size of
+a process that already restored a larger image says nothing about the current one. Peak memory
+is that process's peak RSS on the CPU (so it includes the ~0.3 GB of torch itself) and
+``max_memory_allocated`` on CUDA.
 """
 
 from __future__ import annotations
 
-import os
-import threading
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,17 +21,29 @@ import torch
 from skimage.transform import resize
 
 from irctl.data.datasets import load_photo
-from irctl.engine.device import peak_memory_bytes, reset_peak_memory
-from irctl.engine.restore import restore_image
+from irctl.engine.device import peak_memory_bytes, reset_peak_memory, resolve_device
+from irctl.engine.restore import load_restorer, restore_image
 from irctl.engine.tiling import Tiler
 from irctl.io.images import Image
-from irctl.methods.base import Restorer, SampleOptions
+from irctl.methods.base import SampleOptions
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a measuring process finds the model (what `irctl restore` would be given)."""
+
+    weights: str | None
+    preset: str | None
+    task: str | None
+    device: str = "auto"
+    threads: int | None = None
 
 
 @dataclass
 class BenchmarkRow:
     size: int
     tile: int
+    tile_batch: int
     steps: int
     sampler: str
     seconds: float
@@ -37,66 +52,42 @@ class BenchmarkRow:
     max_abs_diff_vs_untiled: float | None
 
 
-def _rss_bytes() -> int:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-    import resource  # noqa: F401 - only for the page size on POSIX
-
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-class _PeakRSS:
-    """Samples the resident set size in a thread: ru_maxrss never goes down, so it cannot give
-    the peak of one run after a larger one."""
-
-    def __init__(self, interval: float = 0.01) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> _PeakRSS:
-        self.peak = _rss_bytes()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-
 def benchmark_image(size: int, photo: str = "chelsea") -> Image:
     """A held-out photo resized to size×size: real image content, as 8-bit input."""
     pixels = resize(load_photo(photo), (size, size, 3), order=1, anti_aliasing=True)
     return Image(pixels=pixels.astype(np.float32), alpha=None, dtype=np.dtype(np.uint8))
 
 
-def _timed_restore(
-    restorer: Restorer, image: Image, options: SampleOptions, seed: int, device: torch.device
+def _measure(
+    spec: ModelSpec, size: int, options: SampleOptions, seed: int
 ) -> tuple[np.ndarray, float, int]:
+    """Runs in a fresh process: load the model, restore one image, report (output, s, peak B)."""
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    device = resolve_device(spec.device)
+    weights = Path(spec.weights) if spec.weights else None
+    restorer = load_restorer(weights=weights, preset=spec.preset, task=spec.task, device=device)
+    image = benchmark_image(size)
     reset_peak_memory(device)
-    with _PeakRSS() as rss:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        tic = time.perf_counter()
-        out = restore_image(restorer, image, options, seed=seed, device=device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - tic
-    peak = peak_memory_bytes(device) if device.type == "cuda" else rss.peak
-    return out, seconds, peak
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    tic = time.perf_counter()
+    out = restore_image(restorer, image, options, seed=seed, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - tic, peak_memory_bytes(device)
+
+
+def _measure_in_fresh_process(
+    spec: ModelSpec, size: int, options: SampleOptions, seed: int
+) -> tuple[np.ndarray, float, int]:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_measure, spec, size, options, seed).result()
 
 
 def run_benchmark(
-    restorer: Restorer,
+    spec: ModelSpec,
     *,
     sizes: list[int],
     tiles: list[int],
@@ -105,7 +96,6 @@ def run_benchmark(
     overlap: int,
     tile_batch: int,
     seed: int,
-    device: torch.device,
     compare_untiled: bool = True,
     on_row: Callable[[BenchmarkRow], None] | None = None,
 ) -> list[BenchmarkRow]:
@@ -114,10 +104,9 @@ def run_benchmark(
     tile covers the image and the difference must be 0)."""
     rows = []
     for size in sizes:
-        image = benchmark_image(size)
         untiled = SampleOptions(sampler=sampler, steps=steps, tiler=Tiler(0, 0, tile_batch))
         reference = (
-            _timed_restore(restorer, image, untiled, seed, device) if compare_untiled else None
+            _measure_in_fresh_process(spec, size, untiled, seed) if compare_untiled else None
         )
         for tile in tiles:
             options = SampleOptions(
@@ -128,11 +117,12 @@ def run_benchmark(
             if tile == 0 and reference is not None:
                 out, seconds, peak = reference
             else:
-                out, seconds, peak = _timed_restore(restorer, image, options, seed, device)
+                out, seconds, peak = _measure_in_fresh_process(spec, size, options, seed)
             diff = float(np.abs(out - reference[0]).max()) if reference is not None else None
             row = BenchmarkRow(
                 size=size,
                 tile=tile,
+                tile_batch=tile_batch,
                 steps=steps,
                 sampler=sampler,
                 seconds=seconds,
@@ -152,13 +142,15 @@ def rows_as_dicts(rows: list[BenchmarkRow]) -> list[dict]:
 
 def markdown_table(rows: list[BenchmarkRow]) -> str:
     lines = [
-        "| size | tile | sampler | steps | s / image | MP/s | peak MiB | max abs diff tiled vs untiled |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| size | tile | tiles per call | sampler | steps | s / image | MP/s | peak MiB "
+        "| max abs diff tiled vs untiled |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         diff = "—" if r.max_abs_diff_vs_untiled is None else f"{r.max_abs_diff_vs_untiled:.2e}"
         lines.append(
-            f"| {r.size}² | {r.tile or 'off'} | {r.sampler} | {r.steps} | {r.seconds:.2f} | "
-            f"{r.megapixels_per_second:.4f} | {r.peak_memory_mib:.0f} | {diff} |"
+            f"| {r.size}² | {r.tile or 'off'} | {r.tile_batch if r.tile else '—'} | {r.sampler} "
+            f"| {r.steps} | {r.seconds:.2f} | {r.megapixels_per_second:.4f} "
+            f"| {r.peak_memory_mib:.0f} | {diff} |"
         )
     return "\n".join(lines) + "\n"

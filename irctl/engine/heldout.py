@@ -7,6 +7,7 @@ every output is quantised to 8 bits too before PSNR/SSIM (BasicSR conventions, R
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,11 @@ def classical_method(name: str, preset: Preset) -> MethodFn:
     return lambda lq: fn(lq, preset.degradation)
 
 
+def folder_name(label: str) -> str:
+    """A shell-friendly folder name for a method label: 'x (sde, 100 steps)' → 'x-sde-100-steps'."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-")
+
+
 def run_heldout(
     photos: list[HeldoutPhoto],
     methods: dict[str, MethodFn],
@@ -91,7 +97,8 @@ def run_heldout(
             seconds = time.perf_counter() - tic if label != "input" else 0.0
             out8 = to_dtype(np.clip(out, 0.0, 1.0), np.uint8)
             if save_dir is not None:
-                write_image(save_dir / label / f"{photo.name}.png", out8 / 255.0, dtype=np.uint8)
+                path = save_dir / folder_name(label) / f"{photo.name}.png"
+                write_image(path, out8 / 255.0, dtype=np.uint8)
             row = HeldoutRow(
                 photo=photo.name,
                 method=label,
