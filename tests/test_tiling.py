@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from irctl.engine.tiling import Tiler, blend_window, tile_starts
+from irctl.engine.tiling import Tiler, blend_window, tile_layout
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
 
 H, W = 40, 56
@@ -23,9 +23,9 @@ def _image(shape=(1, 3, H, W), seed=0, dtype=torch.float32) -> torch.Tensor:
 
 @pytest.mark.parametrize("length", [1, 7, 16, 17, 40, 56, 63, 100])
 @pytest.mark.parametrize("tile,overlap", [(8, 0), (8, 3), (16, 4), (16, 15), (24, 8), (32, 31)])
-def test_tile_starts_cover_with_equal_tiles(length, tile, overlap):
-    starts = tile_starts(length, tile, overlap)
-    size = min(tile, length)
+def test_tile_layout_covers_with_equal_tiles(length, tile, overlap):
+    size, starts = tile_layout(length, tile, overlap)
+    assert size <= min(tile, length)
     assert starts[0] == 0
     assert starts[-1] + size == length  # last tile flush with the end
     assert all(s >= 0 and s + size <= length for s in starts)  # every tile the same, in bounds
@@ -41,10 +41,13 @@ def test_tile_starts_cover_with_equal_tiles(length, tile, overlap):
         assert len(starts) == math.ceil((length - size) / (tile - overlap)) + 1
 
 
-def test_tile_starts_single_tile_when_it_fits():
-    assert tile_starts(40, 40, 8) == [0]
-    assert tile_starts(40, 64, 8) == [0]
-    assert tile_starts(40, 16, 0) == [0, 16, 24]
+def test_tile_layout_single_tile_when_it_fits_and_few_pixels_otherwise():
+    assert tile_layout(40, 40, 8) == (40, [0])
+    assert tile_layout(40, 64, 8) == (40, [0])
+    assert tile_layout(40, 16, 0) == (14, [0, 13, 26])  # three tiles, shrunk to fit evenly
+    assert tile_layout(512, 256, 32) == (192, [0, 160, 320])  # 3 tiles of 192, not of 256
+    size, starts = tile_layout(600, 384, 32)
+    assert len(starts) * size <= 1.1 * 600
 
 
 @pytest.mark.parametrize(
@@ -159,12 +162,14 @@ def test_local_conv_tiled_is_exact_away_from_tile_borders():
         direct = conv(x)
         tiled = Tiler(tile, overlap, 3).wrap(conv)(x)
     bad = torch.zeros(H, W, dtype=torch.bool)
-    for top in tile_starts(H, tile, overlap):
-        for edge in (top, top + tile - 1):
+    th, tops = tile_layout(H, tile, overlap)
+    tw, lefts = tile_layout(W, tile, overlap)
+    for top in tops:
+        for edge in (top, top + th - 1):
             if 0 < edge < H - 1:
                 bad[edge, :] = True
-    for left in tile_starts(W, tile, overlap):
-        for edge in (left, left + tile - 1):
+    for left in lefts:
+        for edge in (left, left + tw - 1):
             if 0 < edge < W - 1:
                 bad[:, edge] = True
     err = (tiled - direct).abs().amax(dim=(0, 1))
@@ -206,13 +211,14 @@ def test_non_spatial_arguments_pass_through_and_tiles_are_batched():
         return a - b + t
 
     tiler = Tiler(tile=16, overlap=4, batch=3)
-    n_tiles = len(tile_starts(H, 16, 4)) * len(tile_starts(W, 16, 4))
+    (th, tops), (tw, lefts) = tile_layout(H, 16, 4), tile_layout(W, 16, 4)
+    n_tiles = len(tops) * len(lefts)
     out = tiler.wrap(net)(x, mu, 7, t_vec, glob)
     assert len(seen) == math.ceil(n_tiles / 3)
     sizes = [a[0] for a, _, _, _, _ in seen]
     assert sum(sizes) == 2 * n_tiles and all(s == 2 * 3 for s in sizes[:-1])
     for a_shape, b_shape, t, tv, g in seen:
-        assert tuple(a_shape[1:]) == (3, 16, 16) and b_shape == a_shape
+        assert tuple(a_shape[1:]) == (3, th, tw) and max(th, tw) <= 16 and b_shape == a_shape
         assert t == 7 and tv is t_vec and g is glob
     # Both spatial arguments were cut at the same place.
     assert torch.allclose(out, x - mu + 7, atol=1e-6)

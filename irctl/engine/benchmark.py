@@ -61,13 +61,18 @@ def benchmark_image(size: int, photo: str = "chelsea") -> Image:
 def _measure(
     spec: ModelSpec, size: int, options: SampleOptions, seed: int
 ) -> tuple[np.ndarray, float, int]:
-    """Runs in a fresh process: load the model, restore one image, report (output, s, peak B)."""
+    """Runs in a fresh process: load the model, warm up, restore one image, and report
+    (output, seconds, peak bytes)."""
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = resolve_device(spec.device)
     weights = Path(spec.weights) if spec.weights else None
     restorer = load_restorer(weights=weights, preset=spec.preset, task=spec.task, device=device)
     image = benchmark_image(size)
+    # One-step warm-up: the first network calls pay for kernel selection and allocator growth,
+    # which is not the per-image cost of a batch.
+    warm_up = SampleOptions(sampler=options.sampler, steps=1, tiler=options.tiler)
+    restore_image(restorer, image, warm_up, seed=seed, device=device)
     reset_peak_memory(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -11,6 +11,7 @@ which reproduces the untiled result bit for bit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,15 +19,22 @@ import torch
 from torch import Tensor
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets covering [0, length) with tiles of size ``tile`` overlapping by ≥ ``overlap``;
-    the last tile is flush with the end, so every tile has the same size."""
+def tile_layout(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """(tile size, start offsets) covering [0, length) with as few equal tiles as the requested
+    ``tile`` and ``overlap`` allow, spread evenly.
+
+    The fewest tiles of size ≤ ``tile`` that overlap by ≥ ``overlap`` is
+    n = ⌈(length − overlap)/(tile − overlap)⌉; each tile is then shrunk to the smallest size
+    that still covers the length with that overlap, instead of keeping the full size and
+    pushing a last tile flush with the end. Measured here, the flush layout spent up to 2.5× the
+    image's pixels on a 400×600 photo with 384-pixel tiles; this one spends 1.1×.
+    """
     if tile >= length:
-        return [0]
-    stride = max(tile - overlap, 1)
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
+        return length, [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    size = math.ceil((length + (n - 1) * overlap) / n)
+    # Gaps are floor/ceil of (length − size)/(n − 1) ≤ size − overlap, so overlaps stay ≥ overlap.
+    return size, [(i * (length - size)) // (n - 1) for i in range(n)]
 
 
 def _ramp(n: int, overlap: int, fade_start: bool, fade_end: bool) -> Tensor:
@@ -97,12 +105,9 @@ class Tiler:
     def _run_tiled(
         self, net: Callable[..., Tensor], args: tuple, height: int, width: int
     ) -> Tensor:
-        th, tw = min(self.tile, height), min(self.tile, width)
-        boxes = [
-            (top, left)
-            for top in tile_starts(height, th, self.overlap)
-            for left in tile_starts(width, tw, self.overlap)
-        ]
+        th, tops = tile_layout(height, self.tile, self.overlap)
+        tw, lefts = tile_layout(width, self.tile, self.overlap)
+        boxes = [(top, left) for top in tops for left in lefts]
         spatial = [
             isinstance(a, Tensor) and a.ndim == 4 and tuple(a.shape[-2:]) == (height, width)
             for a in args

@@ -25,6 +25,7 @@ from irctl.config import Preset, preset_to_dict
 from irctl.data.datasets import Batch, PairedCropSampler, load_photo
 from irctl.data.degrade import build_degradation
 from irctl.engine.checkpoint import (
+    Checkpoint,
     CheckpointError,
     atomic_save,
     checkpoint_metadata,
@@ -122,7 +123,8 @@ def _save(
             tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     meta = {"step": str(step), "param_groups": json.dumps(opt_state["param_groups"])}
     atomic_save(tensors, state_path(weights), meta)
-    # Write the weights last: a killed save leaves the previous, consistent pair.
+    # Weights last: each file is atomic, and a kill between the two leaves steps that differ,
+    # which --resume detects and refuses rather than mixing two steps' states.
     atomic_save(deploy, weights, checkpoint_metadata(restorer.preset, restorer.stages[-1], step))
     return weights
 
@@ -147,7 +149,7 @@ def _resume(
     if int(meta["step"]) != ckpt.step:
         raise CheckpointError(f"{state_file}: step does not match {weights}")
     raw = {k.removeprefix("raw."): v for k, v in tensors.items() if k.startswith("raw.")}
-    load_modules(restorer.modules(), type(ckpt)(raw, ckpt.preset, ckpt.stage, ckpt.step))
+    load_modules(restorer.modules(), Checkpoint(raw, ckpt.preset, ckpt.stage, ckpt.step))
     for name, ema in emas.items():
         device = next(iter(ema.shadow.values())).device
         ema.shadow = {k: v.to(device).clone() for k, v in ckpt.module_state(name).items()}
