@@ -299,3 +299,16 @@ def test_preset_from_dict_rejects_bad_input():
         preset_from_dict({**d, "extra": 1})
     with pytest.raises(PresetError, match="unknown"):
         preset_from_dict({**d, "train": {**d["train"], "warmup": 5}})
+
+
+def test_checkpoints_are_readable_by_others_as_the_umask_allows(tmp_path):
+    import os
+    import stat
+
+    from irctl.engine.checkpoint import atomic_save
+
+    path = tmp_path / "w.safetensors"
+    atomic_save({"x": torch.zeros(2)}, path, {"format": "test"})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
