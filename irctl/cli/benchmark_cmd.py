@@ -27,11 +27,11 @@ def benchmark(
     tiles: str = typer.Option(
         "256", "--tiles", help="Tile sizes to time, comma-separated (0 = untiled)."
     ),
-    steps: int = typer.Option(None, "--steps", help="Sampling steps [default: the preset's]."),
+    steps: int = typer.Option(None, "--steps", help="Sampling steps (default: the preset's)."),
     sampler: str = typer.Option(None, "--sampler", help="sde | ode | posterior."),
     tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap between tiles."),
     tile_batch: int = typer.Option(
-        None, "--tile-batch", help="Tiles per network call [default: the preset's]."
+        None, "--tile-batch", help="Tiles per network call (default: the preset's)."
     ),
     compare_untiled: bool = typer.Option(
         True,

@@ -18,10 +18,10 @@ def compare(
         None,
         "--models",
         help="Comma-separated presets (bundled weights) or .safetensors files "
-        "[default: every preset of the task with bundled weights].",
+        "(default: every preset of the task with bundled weights).",
     ),
     classical: str = typer.Option(
-        None, "--classical", help="Classical baselines, comma-separated [default: the task's]."
+        None, "--classical", help="Classical baselines, comma-separated (default: the task's)."
     ),
     samplers: str = typer.Option(
         "sde:100,posterior:100,posterior:20",

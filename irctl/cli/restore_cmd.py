@@ -37,13 +37,13 @@ def restore(
         None, "--weights", "-w", help="A .safetensors checkpoint (from `irctl train`)."
     ),
     sampler: str = typer.Option(
-        None, "--sampler", help="sde | ode | posterior [default: the preset's]."
+        None, "--sampler", help="sde | ode | posterior (default: the preset's)."
     ),
     steps: int = typer.Option(
-        None, "--steps", help="Sampling steps (<= T) [default: the preset's]."
+        None, "--steps", help="Sampling steps (<= T) (default: the preset's)."
     ),
     tile: int = typer.Option(
-        None, "--tile", help="Tile size in pixels, 0 = whole image [default: the preset's]."
+        None, "--tile", help="Tile size in pixels, 0 = whole image (default: the preset's)."
     ),
     tile_overlap: int = typer.Option(
         None, "--tile-overlap", help="Overlap between tiles (pixels)."
@@ -51,7 +51,7 @@ def restore(
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same bytes."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     ext: str = typer.Option(
-        None, "--ext", help="Output format (png, tif, jpg) [default: same as input]."
+        None, "--ext", help="Output format (png, tif, jpg) (default: same as input)."
     ),
     suffix: str = typer.Option("", "--suffix", help="Appended to output file stems, e.g. _out."),
     overwrite: bool = typer.Option(

@@ -20,7 +20,7 @@ def train(
         None,
         "--out",
         "-o",
-        help="Run folder for checkpoints and log.jsonl [default: runs/<preset>].",
+        help="Run folder for checkpoints and log.jsonl (default: runs/<preset>).",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue bit-exactly from the checkpoint in --out."
