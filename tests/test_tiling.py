@@ -247,3 +247,23 @@ def test_tiles_of_a_multi_image_batch_stay_with_their_image():
 
     out = Tiler(tile=16, overlap=5, batch=2).wrap(net)(x)
     assert torch.allclose(out, x * per_image, atol=1e-6)
+
+
+def test_aligned_layout_keeps_tiles_a_multiple_of_the_network_padding():
+    for length in (100, 333, 1000, 1024):
+        size, starts = tile_layout(length, 256, 32, align=16)
+        assert size == length or size % 16 == 0
+        assert starts[-1] + size == length
+        if len(starts) > 1:
+            assert min(a + size - b for a, b in itertools.pairwise(starts)) >= 32
+
+
+def test_preset_tiler_is_aligned_to_the_network():
+    from irctl.config import load_preset
+    from irctl.methods.base import SampleOptions
+
+    preset = load_preset("denoise-tiny")
+    options = SampleOptions.from_preset(preset, tile=300, overlap=40)
+    assert options.tiler.align == 2 ** len(preset.network.enc_blocks)
+    assert (options.tiler.tile, options.tiler.overlap) == (300, 40)
+    assert options.steps == preset.sampler.steps

@@ -69,13 +69,11 @@ def benchmark(
         raise typer.Exit(EXIT_USAGE) from None
     if threads:
         torch.set_num_threads(threads)
-    cfg = restorer.preset.sampler
     size_list, tile_list = _int_list(sizes), _int_list(tiles)
-    steps = steps or cfg.steps
-    sampler = sampler or cfg.name
-    overlap = cfg.tile_overlap if tile_overlap is None else tile_overlap
+    defaults = SampleOptions.from_preset(restorer.preset, sampler=sampler, steps=steps)
+    steps, sampler = defaults.steps, defaults.sampler
     try:
-        restorer.check_options(SampleOptions(sampler=sampler, steps=steps))
+        restorer.check_options(defaults)
     except ValueError as err:
         console.print(f"error: {err}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
@@ -116,12 +114,13 @@ def benchmark(
     )
     rows = run_benchmark(
         spec,
+        restorer.preset,
         sizes=size_list,
         tiles=tile_list,
         steps=steps,
         sampler=sampler,
-        overlap=overlap,
-        tile_batch=tile_batch or cfg.tile_batch,
+        overlap=tile_overlap,
+        tile_batch=tile_batch,
         seed=seed,
         compare_untiled=compare_untiled,
         on_row=on_row,

@@ -51,7 +51,6 @@ def compare(
         run_heldout,
     )
     from irctl.engine.restore import load_restorer
-    from irctl.engine.tiling import Tiler
     from irctl.methods.base import SampleOptions
     from irctl.methods.classical import CLASSICAL, CLASSICAL_FOR_TASK
     from irctl.metrics.report import write_per_image_csv
@@ -101,13 +100,12 @@ def compare(
         console.print(f"error: --samplers expects name:steps pairs, got {samplers!r}")
         raise typer.Exit(EXIT_USAGE) from None
     for r in restorers:
-        cfg = r.preset.sampler
-        tiler = Tiler(cfg.tile, cfg.tile_overlap, cfg.tile_batch)
         if not r.stochastic:
-            methods[r.preset.name] = model_method(r, SampleOptions(tiler=tiler), seed, torch_device)
+            options = SampleOptions.from_preset(r.preset)
+            methods[r.preset.name] = model_method(r, options, seed, torch_device)
             continue
         for name, n in sampler_specs:
-            options = SampleOptions(sampler=name, steps=n, tiler=tiler)
+            options = SampleOptions.from_preset(r.preset, sampler=name, steps=n)
             try:
                 r.check_options(options)
             except ValueError as err:

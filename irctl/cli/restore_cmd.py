@@ -81,7 +81,6 @@ def restore(
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.restore import load_restorer, plan_jobs, run_jobs
-    from irctl.engine.tiling import Tiler
     from irctl.io.folders import discover, shard
     from irctl.io.images import remove_stale_partials
     from irctl.methods.base import SampleOptions
@@ -99,14 +98,8 @@ def restore(
     except (FileNotFoundError, CheckpointError, PresetError, ValueError) as err:
         raise usage_error(str(err)) from None
     resolved = restorer.preset
-    options = SampleOptions(
-        sampler=sampler or resolved.sampler.name,
-        steps=steps or resolved.sampler.steps,
-        tiler=Tiler(
-            tile=resolved.sampler.tile if tile is None else tile,
-            overlap=resolved.sampler.tile_overlap if tile_overlap is None else tile_overlap,
-            batch=resolved.sampler.tile_batch,
-        ),
+    options = SampleOptions.from_preset(
+        resolved, sampler=sampler, steps=steps, tile=tile, overlap=tile_overlap
     )
     try:
         restorer.check_options(options)

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from skimage.transform import resize
 
+from irctl.config import Preset
 from irctl.data.datasets import load_photo
 from irctl.engine.device import peak_memory_bytes, reset_peak_memory, resolve_device
 from irctl.engine.restore import load_restorer, restore_image
-from irctl.engine.tiling import Tiler
 from irctl.io.images import Image
 from irctl.methods.base import SampleOptions
 
@@ -93,14 +93,15 @@ def _measure_in_fresh_process(
 
 def run_benchmark(
     spec: ModelSpec,
+    preset: Preset,
     *,
     sizes: list[int],
     tiles: list[int],
-    steps: int,
-    sampler: str,
-    overlap: int,
-    tile_batch: int,
-    seed: int,
+    steps: int | None = None,
+    sampler: str | None = None,
+    overlap: int | None = None,
+    tile_batch: int | None = None,
+    seed: int = 0,
     compare_untiled: bool = True,
     on_row: Callable[[BenchmarkRow], None] | None = None,
 ) -> list[BenchmarkRow]:
@@ -109,16 +110,22 @@ def run_benchmark(
     tile covers the image and the difference must be 0)."""
     rows = []
     for size in sizes:
-        untiled = SampleOptions(sampler=sampler, steps=steps, tiler=Tiler(0, 0, tile_batch))
-        reference = (
-            _measure_in_fresh_process(spec, size, untiled, seed) if compare_untiled else None
-        )
-        for tile in tiles:
-            options = SampleOptions(
+
+        def options_for(tile: int) -> SampleOptions:
+            return SampleOptions.from_preset(
+                preset,
                 sampler=sampler,
                 steps=steps,
-                tiler=Tiler(tile, min(overlap, max(tile - 1, 0)), tile_batch),
+                tile=tile,
+                overlap=overlap,
+                tile_batch=tile_batch,
             )
+
+        reference = (
+            _measure_in_fresh_process(spec, size, options_for(0), seed) if compare_untiled else None
+        )
+        for tile in tiles:
+            options = options_for(tile)
             if tile == 0 and reference is not None:
                 out, seconds, peak = reference
             else:
@@ -127,9 +134,9 @@ def run_benchmark(
             row = BenchmarkRow(
                 size=size,
                 tile=tile,
-                tile_batch=tile_batch,
-                steps=steps,
-                sampler=sampler,
+                tile_batch=options.tiler.batch,
+                steps=options.steps,
+                sampler=options.sampler,
                 seconds=seconds,
                 megapixels_per_second=size * size / 1e6 / seconds,
                 peak_memory_mib=peak / 2**20,

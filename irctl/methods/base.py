@@ -33,6 +33,33 @@ class SampleOptions:
     steps: int = 100
     tiler: Tiler = field(default_factory=Tiler)
 
+    @classmethod
+    def from_preset(
+        cls,
+        preset: Preset,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        tile_batch: int | None = None,
+    ) -> SampleOptions:
+        """The preset's sampler defaults, each overridable (None keeps the preset's). Tiles are
+        aligned to the network's padding multiple, 2^levels."""
+        cfg = preset.sampler
+        tile = cfg.tile if tile is None else tile
+        overlap = cfg.tile_overlap if overlap is None else overlap
+        return cls(
+            sampler=sampler or cfg.name,
+            steps=steps or cfg.steps,
+            tiler=Tiler(
+                tile=tile,
+                overlap=min(overlap, max(tile - 1, 0)),
+                batch=tile_batch or cfg.tile_batch,
+                align=2 ** len(preset.network.enc_blocks),
+            ),
+        )
+
 
 class Restorer(Protocol):
     preset: Preset
