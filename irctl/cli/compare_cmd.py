@@ -91,6 +91,17 @@ def compare(
         console.print(f"error: unknown classical method(s) {unknown}; known: {list(CLASSICAL)}")
         raise typer.Exit(EXIT_USAGE)
     reference = restorers[0].preset
+    for r in restorers[1:]:
+        if (r.preset.degradation, r.preset.data.test) != (
+            reference.degradation,
+            reference.data.test,
+        ):
+            console.print(
+                f"error: {r.preset.name} and {reference.name} differ in degradation or held-out "
+                "photos; compare models of one task setting at a time",
+                markup=False,
+            )
+            raise typer.Exit(EXIT_USAGE)
     methods = {c: classical_method(c, reference) for c in classical_list}
     try:
         sampler_specs = [
