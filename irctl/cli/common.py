@@ -10,6 +10,6 @@ EXIT_PARTIAL_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def stderr_console() -> Console:
+def stderr_console(quiet: bool = False) -> Console:
     """Logs and progress go to stderr so stdout stays clean for `--json`."""
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, quiet=quiet)

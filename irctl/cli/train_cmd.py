@@ -46,12 +46,14 @@ def train(
     `irctl restore --weights` needs), OUT/weights.state.safetensors (optimiser state for an exact
     --resume) and OUT/log.jsonl. Photos listed as `test` in the preset are never trained on.
     """
+    import os
+
     import torch
 
     from irctl.engine.device import resolve_device
     from irctl.engine.train import train as run_training
 
-    console = stderr_console()
+    console = stderr_console(quiet=int(os.environ.get("RANK", "0")) != 0)  # torchrun: rank 0 talks
     try:
         resolved = load_preset(preset)
         overrides = list(set_) + ([f"train.iterations={iterations}"] if iterations else [])

@@ -35,6 +35,13 @@ from irctl.engine.checkpoint import (
     save_checkpoint,
     state_path,
 )
+from irctl.engine.distributed import (
+    average_gradients,
+    barrier,
+    init_from_env,
+    rank_device,
+    replicas_in_sync,
+)
 from irctl.engine.optim import EMA, build_optimizer, cosine_lr
 from irctl.methods import build_restorer
 from irctl.methods.base import Restorer
@@ -50,17 +57,18 @@ class TrainResult:
     last_val: dict[str, float]
 
 
-#: An odd 32-bit constant (2^32 / golden ratio) that spreads seeds apart in the 32-bit seed space.
+#: Odd 32-bit constants that spread seeds and ranks apart in the 32-bit seed space.
 _SEED_STRIDE = 0x9E3779B1
+_RANK_STRIDE = 0x85EBCA6B
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """The generator for one training step: a pure function of (seed, step).
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The generator for one training step on one rank: a pure function of (seed, step, rank).
 
-    torch's CPU generator keeps only the low 32 bits of its seed, so (seed, step) is mixed inside
-    32 bits; seed 0 gives manual_seed(step).
+    torch's CPU generator keeps only the low 32 bits of its seed, so they are mixed inside
+    32 bits; seed 0 on rank 0 gives manual_seed(step).
     """
-    return torch.Generator().manual_seed((seed * _SEED_STRIDE + step) % 2**32)
+    return torch.Generator().manual_seed((seed * _SEED_STRIDE + rank * _RANK_STRIDE + step) % 2**32)
 
 
 def build_sampler(preset: Preset, split: str, batch: int | None = None) -> PairedCropSampler:
@@ -177,8 +185,11 @@ def train(
     learning-rate schedule still spans ``preset.train.iterations``.
     """
     cfg = preset.train
-    torch.manual_seed(cfg.seed)
-    device = device or torch.device("cpu")
+    device = rank_device(device or torch.device("cpu"))
+    ctx = init_from_env(device)
+    if cfg.batch % ctx.world:
+        raise ValueError(f"train.batch={cfg.batch} does not split over {ctx.world} ranks")
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     restorer = build_restorer(preset)
     modules = restorer.modules()
     for m in modules.values():
@@ -188,11 +199,11 @@ def train(
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()} if cfg.ema_decay else {}
     out.mkdir(parents=True, exist_ok=True)
     step = _resume(out, restorer, emas, optimizer) if resume else 0
-    sampler = build_sampler(preset, "train")
-    validate = _Validator(preset, device=device)
+    sampler = build_sampler(preset, "train", batch=cfg.batch // ctx.world)
+    validate = _Validator(preset, device=device) if ctx.is_main else None
     end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
     last_val: dict[str, float] = {}
-    log_file = (out / "log.jsonl").open("a")
+    log_file = (out / "log.jsonl").open("a") if ctx.is_main else None
     tic = time.perf_counter()
     try:
         for m in modules.values():
@@ -201,12 +212,13 @@ def train(
             lr = cosine_lr(step, cfg.iterations, cfg.lr, cfg.lr_min)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            g = step_generator(cfg.seed, step)
+            g = step_generator(cfg.seed, step, ctx.rank)
             batch = sampler.sample(g)
             batch = Batch(lq=batch.lq.to(device), gt=batch.gt.to(device))
             loss, scalars = restorer.loss(batch, g)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(params, ctx)
             optimizer.step()
             for name, ema in emas.items():
                 ema.update(modules[name])
@@ -221,20 +233,35 @@ def train(
                     "sec_per_step": elapsed / cfg.log_every,
                 }
                 tic = time.perf_counter()
-            if cfg.val_every and (step % cfg.val_every == 0 or step == end):
+            if ctx.active and step == end:
+                record = {
+                    **record,
+                    "step": step,
+                    "ranks": ctx.world,
+                    "replicas_in_sync": replicas_in_sync(params, ctx),
+                }
+            if not ctx.is_main:
+                continue
+            if (
+                validate is not None
+                and cfg.val_every
+                and (step % cfg.val_every == 0 or step == end)
+            ):
                 last_val = _validate(restorer, emas, validate)
                 record = {**record, "step": step, **last_val}
             if step % cfg.checkpoint_every == 0 or step == end:
                 _save(out, restorer, emas, optimizer, step)
-            if record:
+            if record and log_file is not None:
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
                 if log is not None:
                     log(record)
     finally:
-        log_file.close()
-    if not (out / WEIGHTS_NAME).exists():  # zero steps run: still leave a loadable checkpoint
+        if log_file is not None:
+            log_file.close()
+    if ctx.is_main and not (out / WEIGHTS_NAME).exists():  # zero steps: still leave a checkpoint
         _save(out, restorer, emas, optimizer, step)
+    barrier(ctx)
     return TrainResult(weights=out / WEIGHTS_NAME, step=step, last_val=last_val)
 
 
