@@ -247,3 +247,16 @@ def test_step_generator_depends_on_seed():
     a = torch.rand(8, generator=step_generator(0, 1))
     b = torch.rand(8, generator=step_generator(1, 1))
     assert not torch.equal(a, b)
+
+
+def test_resume_after_a_kill_past_the_checkpoint_logs_each_step_once(tmp_path):
+    """A run killed after its last checkpoint has logged steps the resumed run redoes."""
+    preset = apply_overrides(load_preset("denoise-tiny"), [*TINY, "train.checkpoint_every=2"])
+    out = tmp_path / "run"
+    _train(preset, out, stop_at=2)
+    with (out / "log.jsonl").open("a") as fh:  # what a kill at step 3 would have left behind
+        fh.write(json.dumps({"step": 3, "loss": 123.0}) + "\n")
+    _train(preset, out, resume=True)
+    steps = [r["step"] for r in _log(out)]
+    assert steps == sorted(set(steps)) and steps[-1] == preset.train.iterations
+    assert all(r["loss"] != 123.0 for r in _log(out))

@@ -199,6 +199,8 @@ def train(
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()} if cfg.ema_decay else {}
     out.mkdir(parents=True, exist_ok=True)
     step = _resume(out, restorer, emas, optimizer) if resume else 0
+    if ctx.is_main:
+        _truncate_log(out / "log.jsonl", step)
     sampler = build_sampler(preset, "train", batch=cfg.batch // ctx.world)
     validate = _Validator(preset, device=device) if ctx.is_main else None
     end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
@@ -263,6 +265,15 @@ def train(
         _save(out, restorer, emas, optimizer, step)
     barrier(ctx)
     return TrainResult(weights=out / WEIGHTS_NAME, step=step, last_val=last_val)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records past ``step``: a run killed after its last checkpoint logged steps that
+    the resumed run will log again."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    path.write_text("".join(f"{line}\n" for line in kept))
 
 
 def _validate(restorer: Restorer, emas: dict[str, EMA], validate: _Validator) -> dict[str, float]:
