@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
+import threading
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +19,11 @@ from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 from irctl.cli import eval_cmd
+from irctl.engine import evaluate as evaluate_module
 from irctl.engine.evaluate import evaluate_folders, evaluate_pairs, validate_metrics
-from irctl.metrics.fidelity import mae, psnr, ssim
+from irctl.io.images import read_image
+from irctl.metrics import sheet as sheet_module
+from irctl.metrics.fidelity import mae, psnr, rmse_lab, ssim
 from irctl.metrics.report import summarize, write_per_image_csv, write_summary_csv
 
 SIZE = (24, 20)  # H, W: small but above the 11x11 SSIM window
@@ -170,7 +177,9 @@ def test_pred_suffix(tmp_path: Path) -> None:
 
 def test_bad_requests_raise_before_any_work(folders: dict) -> None:
     calls: list[str] = []
-    with pytest.raises(ValueError, match=r"unknown metric 'lpips'.*mae, psnr, rmse, ssim"):
+    with pytest.raises(
+        ValueError, match=r"unknown metric 'lpips'.*mae, psnr, rmse, rmse-lab, ssim"
+    ):
         evaluate_folders(folders["pred"], folders["gt"], ["psnr", "lpips"], on_error=calls.append)
     with pytest.raises(FileNotFoundError, match="prediction folder not found"):
         evaluate_folders(folders["pred"] / "nope", folders["gt"], ["psnr"])
@@ -182,6 +191,180 @@ def test_bad_requests_raise_before_any_work(folders: dict) -> None:
         evaluate_folders(folders["pred"], folders["gt"], ["psnr"], on_error=calls.append)
     assert calls == []
     assert validate_metrics([" PSNR", "ssim", "psnr", ""]) == ["psnr", "ssim"]
+
+
+def test_rmse_lab_in_folders_and_grey_pair_error(folders: dict) -> None:
+    errors: list[str] = []
+    result = evaluate_folders(
+        folders["pred"], folders["gt"], ["rmse-lab", "psnr"], crop_border=1, on_error=errors.append
+    )
+    assert [row["name"] for row in result.rows] == ["a", "c", "d"]  # b is grey
+    for row in result.rows:
+        pred, gt = folders["arrays"][row["name"]]
+        assert row["rmse-lab"] == rmse_lab(pred, gt, max_value=_max(gt.dtype), crop_border=1)
+    grey = [e for e in errors if "b.png" in e]
+    assert grey == [
+        f"{folders['pred'] / 'b.png'}: rmse-lab needs colour (RGB) images, got a grey image"
+    ]
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _many(tmp_path: Path, n: int, *, bad: tuple[int, ...] = ()) -> list[tuple[Path, Path]]:
+    """``n`` tiny 8-bit pairs (16x16); predictions at the indices in ``bad`` are not images."""
+    pairs = []
+    for i in range(n):
+        gt = _image(np.uint8, 3, seed=100 + i, shape=(16, 16))
+        gt_path = _save(tmp_path / "gt" / f"img{i:03d}.png", gt)
+        pred_path = tmp_path / "pred" / f"img{i:03d}.png"
+        if i in bad:
+            pred_path.parent.mkdir(parents=True, exist_ok=True)
+            pred_path.write_bytes(b"not an image")
+        else:
+            _save(pred_path, _noisy(gt, seed=200 + i))
+        pairs.append((pred_path, gt_path))
+    return pairs
+
+
+def _jittery_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads that take 0-3 ms depending on the file, so threads finish out of order."""
+
+    def read(path):
+        time.sleep((zlib.crc32(str(path).encode()) % 4) / 1000)
+        return read_image(path)
+
+    monkeypatch.setattr(evaluate_module, "read_image", read)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_streaming_matches_sequential_and_keeps_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    pairs = _many(tmp_path, 12, bad=(3, 8))
+    _jittery_reader(monkeypatch)
+    metrics = ["psnr", "ssim", "mae", "rmse-lab"]
+    expected_rows = []
+    for i, (pred_path, gt_path) in enumerate(pairs):
+        if i in (3, 8):
+            continue
+        pred = np.asarray(PILImage.open(pred_path))
+        gt = np.asarray(PILImage.open(gt_path))
+        row = {"name": gt_path.stem}
+        row.update({m: evaluate_module.METRICS[m](pred, gt, max_value=255.0) for m in metrics})
+        expected_rows.append(row)
+
+    errors: list[str] = []
+    ticks: list[None] = []
+    rows = evaluate_pairs(
+        iter(pairs),  # consumed lazily: a generator works
+        metrics,
+        on_error=errors.append,
+        progress=lambda: ticks.append(None),
+        workers=workers,
+    )
+    assert rows == expected_rows  # same values, same order as a plain loop
+    assert [e.split(":")[0] for e in errors] == [str(pairs[3][0]), str(pairs[8][0])]
+    assert len(ticks) == 12
+    again = evaluate_pairs(pairs, metrics, on_error=lambda _: None, workers=workers)
+    assert again == rows
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_pairs_in_flight_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A slow consumer must not let decoding run ahead: at most 2 x workers pairs in flight.
+
+    Alive decoded images are counted as images read minus two per pair already collected
+    (``progress`` runs when a pair is collected): an upper bound, since a worker drops its
+    pixels even before the pair is collected.
+    """
+    pairs = _many(tmp_path, 30)
+    lock = threading.Lock()
+    state = {"read": 0, "done": 0, "max": 0}
+
+    def read(path):
+        image = read_image(path)
+        with lock:
+            state["read"] += 1
+            state["max"] = max(state["max"], state["read"] - 2 * state["done"])
+        return image
+
+    def progress() -> None:
+        time.sleep(0.002)  # slower than decoding a 16x16 PNG
+        with lock:
+            state["done"] += 1
+
+    monkeypatch.setattr(evaluate_module, "read_image", read)
+    rows = evaluate_pairs(pairs, ["psnr"], on_error=pytest.fail, progress=progress, workers=workers)
+    assert len(rows) == 30 and state["read"] == 60
+    assert state["max"] <= 2 * (2 * workers) + 2, state
+
+
+def test_extra_scorer_is_merged_in_order(tmp_path: Path) -> None:
+    pairs = _many(tmp_path, 4, bad=(1,))
+    seen: list[tuple[tuple[int, ...], str, float, float, str]] = []
+
+    def extra(pred01: np.ndarray, gt01: np.ndarray) -> dict[str, float]:
+        seen.append(
+            (
+                pred01.shape,
+                str(pred01.dtype),
+                float(min(pred01.min(), gt01.min())),
+                float(max(pred01.max(), gt01.max())),
+                threading.current_thread().name,
+            )
+        )
+        if len(seen) == 2:
+            raise ValueError("too small for this network")
+        return {"fake": float(np.abs(pred01 - gt01).mean()), "ignored": 1.0}
+
+    errors: list[str] = []
+    rows = evaluate_pairs(
+        pairs,
+        ["psnr", "FAKE"],
+        crop_border=2,
+        on_error=errors.append,
+        workers=3,
+        extra=extra,
+        extra_names=["fake"],
+    )
+    assert [row["name"] for row in rows] == ["img000", "img003"]
+    assert list(rows[0]) == ["name", "psnr", "fake"]  # only the requested extra names
+    gt = np.asarray(PILImage.open(pairs[0][1]), dtype=np.float32)[2:-2, 2:-2] / 255
+    pred = np.asarray(PILImage.open(pairs[0][0]), dtype=np.float32)[2:-2, 2:-2] / 255
+    assert rows[0]["fake"] == pytest.approx(float(np.abs(pred - gt).mean()), rel=1e-6)
+    assert errors[0].startswith(str(pairs[1][0]) + ": ")  # unreadable: no extra call
+    assert errors[1] == f"{pairs[2][0]}: too small for this network"
+    assert all(shape == (12, 12, 3) and dtype == "float32" for shape, dtype, *_ in seen)
+    assert all(lo >= 0.0 and hi <= 1.0 for _, _, lo, hi, _ in seen)
+    assert {name for *_, name in seen} == {threading.current_thread().name}  # caller's thread
+
+
+def test_extra_requests_are_validated(tmp_path: Path) -> None:
+    assert validate_metrics(["psnr", " LPIPS"], extra_names=["lpips"]) == ["psnr", "lpips"]
+    with pytest.raises(ValueError, match=r"unknown metric 'dists'; known metrics: lpips, mae"):
+        validate_metrics(["dists"], extra_names=["lpips"])
+    with pytest.raises(ValueError, match="no scorer for metric"):
+        evaluate_pairs([], ["lpips"], on_error=pytest.fail, extra_names=["lpips"])
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        evaluate_pairs([], ["psnr"], on_error=pytest.fail, workers=0)
+    pairs = _many(tmp_path, 1)
+    errors: list[str] = []
+    rows = evaluate_pairs(
+        pairs, ["lpips"], on_error=errors.append, extra=lambda p, g: {}, extra_names=["lpips"]
+    )
+    assert rows == [] and errors == [f"{pairs[0][0]}: the scorer returned no value for lpips"]
+
+
+def test_sources_name_the_files_of_every_row(folders: dict) -> None:
+    result = evaluate_folders(folders["pred"], folders["gt"], ["psnr"])
+    assert set(result.sources) == {row["name"] for row in result.rows}
+    assert result.sources["d"] == (
+        folders["pred"] / "sub" / "d.png",
+        folders["gt"] / "sub" / "d.png",
+    )
 
 
 # --------------------------------------------------------------------------- reports
@@ -313,3 +496,98 @@ def test_cli_missing_folder_exit_2(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: prediction folder not found: {tmp_path / 'missing'}"
+
+
+# --------------------------------------------------------------------------- CLI: sheet
+
+
+def _ranked_folders(tmp_path: Path, n: int = 8) -> Path:
+    """gt/, pred/ (noise growing with the index: img0 best, img{n-1} worst) and input/."""
+    for i in range(n):
+        gt = _image(np.uint8, 3, seed=i, shape=(40, 48))
+        noise = _rng(50 + i).normal(0, 2 + 6 * i, gt.shape)
+        pred = np.clip(np.rint(gt + noise), 0, 255).astype(np.uint8)
+        _save(tmp_path / "gt" / f"img{i}.png", gt)
+        _save(tmp_path / "pred" / f"img{i}.png", pred)
+        if i != 0:
+            _save(tmp_path / "input" / f"img{i}.png", _noisy(gt, seed=90 + i))
+    return tmp_path
+
+
+@pytest.mark.parametrize("metrics", ["psnr,ssim", "mae,psnr", "rmse-lab"])
+def test_cli_sheet_is_written(tmp_path: Path, metrics: str) -> None:
+    root = _ranked_folders(tmp_path)
+    target = tmp_path / "sheets" / "sheet.png"
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "--pred", str(root / "pred"), "--gt", str(root / "gt"), "--input", str(root / "input"),
+            "--metrics", metrics, "--sheet", str(target), "--sheet-k", "2", "--sheet-crop", "32",
+            "--workers", "3", "--json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sheet"] == str(target)
+    assert f"wrote {target}" in result.stderr
+    sheet = np.asarray(PILImage.open(target))
+    assert sheet.shape == (*sheet_module.sheet_size(4, 32), 3) and sheet.dtype == np.uint8
+    # Whatever the metric's direction, the best row is img0 (least noise), the worst img7.
+    best = sheet[sheet_module.HEADER_HEIGHT + sheet_module.LABEL_HEIGHT :][:32]
+    restored = best[:, 32 + 2 * sheet_module.MARGIN : 64 + 2 * sheet_module.MARGIN]
+    pred0 = np.asarray(PILImage.open(root / "pred" / "img0.png"))
+    np.testing.assert_array_equal(restored, pred0[4:36, 8:40])
+    assert sorted(p.name for p in target.parent.iterdir()) == ["sheet.png"]  # no temp files
+
+
+def test_cli_sheet_without_perceptual_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """perceptual.py may not exist yet (or pyiqa may be missing): the sheet still works."""
+    monkeypatch.setitem(sys.modules, "irctl.metrics.perceptual", None)  # import -> ImportError
+    assert eval_cmd._lower_is_better() == {"mae", "rmse", "rmse-lab"}
+    root = _ranked_folders(tmp_path, n=3)
+    target = tmp_path / "s.png"
+    result = CliRunner().invoke(
+        _cli(),
+        ["--pred", str(root / "pred"), "--gt", str(root / "gt"), "--metrics", "ssim",
+         "--sheet", str(target)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # 3 images, k = 3: each shown once (2 best, 1 worst), no --input: "no input" tiles.
+    assert np.asarray(PILImage.open(target)).shape[:2] == sheet_module.sheet_size(3, 192)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sheet", "sheet.jpg"], "must end in .png"),
+        (["--sheet", "s.png", "--sheet-k", "0"], "--sheet-k must be >= 1"),
+        (["--sheet", "s.png", "--sheet-crop", "4"], "--sheet-crop must be >= 16"),
+        (["--sheet", "s.png", "--input", "nowhere"], "input folder not found"),
+        (["--workers", "0"], "--workers must be >= 1"),
+    ],
+)
+def test_cli_sheet_usage_errors_exit_2(
+    folders: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        _cli(), ["--pred", str(folders["pred"]), "--gt", str(folders["gt"]), *args]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert (
+        not (tmp_path / "s.png").exists() and not (folders["pred"].parent / "pred_metrics").exists()
+    )
+
+
+def test_cli_partial_failure_still_writes_sheet(folders: dict, tmp_path: Path) -> None:
+    target = tmp_path / "sheet.png"
+    result = CliRunner().invoke(
+        _cli(),
+        ["--pred", str(folders["pred"]), "--gt", str(folders["gt"]), "--metrics", "psnr",
+         "--sheet", str(target), "--sheet-crop", "16"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # e.png, f.png failed; g.png has no prediction
+    assert np.asarray(PILImage.open(target)).shape[:2] == sheet_module.sheet_size(4, 16)

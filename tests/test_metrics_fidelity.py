@@ -9,15 +9,18 @@ import warnings
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage.color import rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from irctl.metrics.fidelity import (
+    LOWER_IS_BETTER,
     METRICS,
     crop_border,
     mae,
     max_value_for,
     psnr,
     rmse,
+    rmse_lab,
     ssim,
     to_y_channel,
 )
@@ -253,9 +256,70 @@ def test_ssim_too_small_after_crop_is_a_value_error() -> None:
 
 
 def test_registry_is_read_only_and_uniform() -> None:
-    assert set(METRICS) == {"psnr", "ssim", "mae", "rmse"}
+    assert set(METRICS) == {"psnr", "ssim", "mae", "rmse", "rmse-lab"}
+    assert METRICS["rmse-lab"] is rmse_lab
+    assert {"mae", "rmse", "rmse-lab"} == LOWER_IS_BETTER
+    assert LOWER_IS_BETTER.issubset(METRICS)
     with pytest.raises(TypeError):
         METRICS["psnr"] = mae  # type: ignore[index]
     pred, gt = _pair(np.uint8)
     for fn in METRICS.values():
         assert isinstance(fn(pred, gt, max_value=255.0, crop_border=1, y_channel=True), float)
+
+
+# --------------------------------------------------------------------------- RMSE in LAB
+
+
+def test_rmse_lab_identical_is_zero() -> None:
+    pred, _ = _pair(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rmse_lab(pred, pred, max_value=255.0) == 0.0
+
+
+def test_rmse_lab_black_vs_white_is_l_difference_over_three_channels() -> None:
+    """ΔL = 100 and a, b stay ~0, so the mean over the three LAB values is 100² / 3."""
+    black = np.zeros((4, 5, 3), np.uint8)
+    white = np.full((4, 5, 3), 255, np.uint8)
+    value = rmse_lab(black, white, max_value=255.0)
+    assert value == pytest.approx(math.sqrt(100.0**2 / 3.0), rel=1e-6)  # 57.735...
+    # Exactly, with skimage's white point (a, b of white are ~1e-3, not 0):
+    _, a_w, b_w = rgb2lab(np.ones((1, 1, 3)))[0, 0]
+    assert value == pytest.approx(math.sqrt((100.0**2 + a_w**2 + b_w**2) / 3.0), abs=1e-9)
+    assert rmse_lab(white, black, max_value=255.0) == value  # symmetric
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("border", [0, 3])
+def test_rmse_lab_matches_a_direct_skimage_computation(dtype: type, border: int) -> None:
+    pred, gt = _pair(dtype, seed=4)
+    top = max_value_for(dtype)
+    lab_p = rgb2lab(_crop(pred, border).astype(np.float64) / top)
+    lab_g = rgb2lab(_crop(gt, border).astype(np.float64) / top)
+    expected = np.sqrt(np.mean((lab_p - lab_g) ** 2))
+    got = rmse_lab(pred, gt, max_value=top, crop_border=border)
+    assert got == pytest.approx(expected, rel=1e-12)
+    # Per-pixel mean over L, a, b of the squared difference, then mean over pixels: same thing.
+    per_pixel = ((lab_p - lab_g) ** 2).sum(axis=2) / 3.0
+    assert got == pytest.approx(math.sqrt(per_pixel.mean()), rel=1e-12)
+
+
+def test_rmse_lab_is_scale_free_and_ignores_y_channel() -> None:
+    pred, gt = _pair(np.uint8, seed=5)
+    value = rmse_lab(pred, gt, max_value=255.0)
+    as_16 = rmse_lab(
+        pred.astype(np.uint16) * np.uint16(257),
+        gt.astype(np.uint16) * np.uint16(257),
+        max_value=65535.0,
+    )
+    as_float = rmse_lab(pred / 255.0, gt / 255.0, max_value=1.0)
+    assert as_16 == pytest.approx(value, rel=1e-12)
+    assert as_float == pytest.approx(value, rel=1e-12)
+    assert rmse_lab(pred, gt, max_value=255.0, y_channel=True) == value
+
+
+def test_rmse_lab_needs_colour() -> None:
+    pred, gt = _pair(np.uint8, (20, 20))
+    for a, b in ((pred, gt), (pred[..., None], gt[..., None])):
+        with pytest.raises(ValueError, match="rmse-lab needs colour"):
+            rmse_lab(a, b, max_value=255.0)

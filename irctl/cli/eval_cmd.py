@@ -13,8 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, stderr_console
-from irctl.engine.evaluate import EvalResult, evaluate_folders
+from irctl.engine.evaluate import DEFAULT_WORKERS, EvalResult, evaluate_folders
+from irctl.metrics.fidelity import LOWER_IS_BETTER
 from irctl.metrics.report import write_per_image_csv, write_summary_csv
+from irctl.metrics.sheet import DEFAULT_CROP, DEFAULT_K, build_sheet, index_inputs, write_sheet
+
+#: Smallest --sheet-crop: below this the tiles are too small to judge anything.
+_MIN_SHEET_CROP = 16
 
 
 def evaluate(
@@ -27,7 +32,10 @@ def evaluate(
         help="Folder of ground-truth (clean reference) images, matched to --pred by file name.",
     ),
     metrics: str = typer.Option(
-        "psnr,ssim", "--metrics", help="Comma-separated metrics: psnr, ssim, mae, rmse."
+        "psnr,ssim",
+        "--metrics",
+        help="Comma-separated metrics: psnr, ssim, mae, rmse, rmse-lab (RMSE in CIELAB, the "
+        "shadow-removal metric; colour images only). The first one ranks the --sheet.",
     ),
     crop_border: int = typer.Option(
         0,
@@ -52,8 +60,36 @@ def evaluate(
     json_out: bool = typer.Option(
         False, "--json", help="Also print the summary as JSON on stdout (for scripts)."
     ),
+    workers: int = typer.Option(
+        DEFAULT_WORKERS,
+        "--workers",
+        help="Threads that read and score image pairs in parallel. At most 2 x workers pairs "
+        "are in memory at once, however many images the folders hold.",
+    ),
+    sheet: Path | None = typer.Option(
+        None,
+        "--sheet",
+        help="Also write a contact sheet to this .png file: centre crops of input | restored | "
+        "ground truth for the --sheet-k best and worst images by the first metric, with their "
+        "names and scores.",
+    ),
+    sheet_k: int = typer.Option(
+        DEFAULT_K, "--sheet-k", help="Rows per section of the --sheet: k best and k worst."
+    ),
+    sheet_crop: int = typer.Option(
+        DEFAULT_CROP,
+        "--sheet-crop",
+        help="Side in pixels of the square crop taken from the centre of each image for the "
+        "--sheet (smaller images are enlarged, nearest-neighbour).",
+    ),
+    input_dir: Path | None = typer.Option(
+        None,
+        "--input",
+        help="Folder of degraded input images, matched to --gt by file name, shown in the "
+        "--sheet's first column (a grey 'no input' tile without it).",
+    ),
 ) -> None:
-    """Score restored images against their ground truth (PSNR, SSIM, MAE, RMSE).
+    """Score restored images against their ground truth (PSNR, SSIM, MAE, RMSE, RMSE in LAB).
 
     Each image in --pred is paired with the image of the same name (ignoring the extension and
     --pred-suffix) in --gt; subfolders are searched too. Metrics follow BasicSR's conventions so
@@ -62,8 +98,19 @@ def evaluate(
     border crop and Y-channel (luma) evaluation. PSNR is inf for a pixel-identical image; such
     values are counted separately and left out of the mean.
 
+    rmse-lab is the shadow-removal "RMSE": the images are converted to CIELAB (scikit-image's
+    rgb2lab, sRGB D65) and the root of the mean squared difference over all L, a, b values is
+    taken, per image. It needs colour images (a grey pair is an error) and ignores --y-channel.
+
     Writes per_image.csv (one row per image) and summary.csv (mean, median, std, count per
-    metric) and shows the summary table on stderr.
+    metric) and shows the summary table on stderr. With --sheet FILE.png, also writes a contact
+    sheet: one row per image for the --sheet-k best and --sheet-k worst images by the first
+    metric (lower is better for mae, rmse and rmse-lab, higher for psnr and ssim), each a
+    --sheet-crop pixel crop from the image centre of the input (--input folder), the restored
+    image and the ground truth.
+
+    Images are read and scored by --workers threads, streaming: memory stays bounded however
+    large the folders are.
 
     Exit status: 0 when every ground-truth image was scored; 1 when some pair could not be
     scored (unreadable, different size, grey vs colour) or a ground-truth image has no
@@ -71,6 +118,8 @@ def evaluate(
     unknown metric or a missing folder.
 
     Example: irctl eval --pred restored/ --gt clean/ --metrics psnr,ssim --y-channel
+
+    Example: irctl eval --pred restored/ --gt clean/ --input noisy/ --sheet sheet.png
     """
     console = stderr_console()
 
@@ -80,6 +129,25 @@ def evaluate(
 
     metric_names = [m for m in (part.strip() for part in metrics.split(",")) if m]
     out_dir = out if out is not None else _default_out(pred)
+
+    # Sheet and worker options are checked before any image is read: a typo costs nothing.
+    if workers < 1:
+        raise usage_error(f"--workers must be >= 1, got {workers}")
+    inputs = None
+    if sheet is not None:
+        if sheet.suffix.lower() != ".png":
+            raise usage_error(f"--sheet writes a PNG: {sheet} must end in .png")
+        if sheet_k < 1:
+            raise usage_error(f"--sheet-k must be >= 1, got {sheet_k}")
+        if sheet_crop < _MIN_SHEET_CROP:
+            raise usage_error(f"--sheet-crop must be >= {_MIN_SHEET_CROP}, got {sheet_crop}")
+        if input_dir is not None:
+            try:
+                inputs = index_inputs(input_dir)
+            except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
+                raise usage_error(str(exc)) from None
+    elif input_dir is not None:
+        console.print("warning: --input is only used by --sheet; ignoring it", markup=False)
 
     progress = Progress(
         TextColumn("evaluating"),
@@ -103,6 +171,7 @@ def evaluate(
                 on_error=lambda msg: progress.console.print(f"error: {msg}", markup=False),
                 progress=lambda: progress.advance(task),
                 on_total=lambda n: progress.update(task, total=n),
+                workers=workers,
             )
         except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
             # evaluate_folders raises these only before reading any image: a usage error.
@@ -127,10 +196,55 @@ def evaluate(
     _print_table(console, result)
     console.print(f"wrote {per_image} and {summary}", markup=False)
 
+    sheet_path = None
+    if sheet is not None:
+        if result.rows:
+            try:
+                sheet_path = _write_sheet(sheet, result, inputs, sheet_k, sheet_crop)
+            except OSError as exc:
+                raise usage_error(f"cannot write the contact sheet {sheet}: {exc}") from None
+            console.print(f"wrote {sheet_path}", markup=False)
+        else:
+            console.print(
+                "warning: no image could be scored; no contact sheet written", markup=False
+            )
+
     if json_out:
-        typer.echo(json.dumps(_json_payload(result), indent=2))
+        payload = _json_payload(result)
+        payload["sheet"] = str(sheet_path) if sheet_path is not None else None
+        typer.echo(json.dumps(payload, indent=2))
 
     raise typer.Exit(EXIT_OK if result.ok else EXIT_PARTIAL_FAILURE)
+
+
+def _lower_is_better() -> frozenset[str]:
+    """Fidelity metrics where lower is better, plus the perceptual ones when that module exists.
+
+    The perceptual module (pyiqa bridge) is optional and imported only here, only for --sheet.
+    """
+    try:
+        from irctl.metrics.perceptual import LOWER_IS_BETTER as perceptual_lower
+    except ImportError:
+        return LOWER_IS_BETTER
+    return LOWER_IS_BETTER | frozenset(perceptual_lower)
+
+
+def _write_sheet(
+    path: Path, result: EvalResult, inputs: dict[str, Path] | None, k: int, crop: int
+) -> Path:
+    """Rank the rows by the first metric, re-read only the selected pairs, write the PNG."""
+    names = list(result.summary)
+    image = build_sheet(
+        result.rows,
+        result.sources,
+        metric=names[0],
+        k=k,
+        crop=crop,
+        lower_is_better=_lower_is_better(),
+        inputs=inputs,
+        metric_names=names,
+    )
+    return write_sheet(path, image)
 
 
 def _default_out(pred: Path) -> Path:

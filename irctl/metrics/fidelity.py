@@ -1,4 +1,5 @@
-"""Full-reference fidelity metrics (PSNR, SSIM, MAE, RMSE) following BasicSR's conventions.
+"""Full-reference fidelity metrics (PSNR, SSIM, MAE, RMSE; RMSE in CIELAB) following BasicSR's
+conventions.
 
 Restoration papers (IR-SDE/Refusion, DiffIR, NAFNet, ...) report numbers computed with BasicSR's
 ``basicsr/metrics/psnr_ssim.py``. To make `irctl eval` numbers comparable with those papers we
@@ -23,6 +24,9 @@ Two documented, deliberate deviations, both far below anything a paper reports:
 * BasicSR hard-codes ``L = 255`` in PSNR and SSIM; we use ``max_value`` so 16-bit and float files
   get the same definition on their own scale (identical to BasicSR for 8-bit files).
 
+:func:`rmse_lab` ("rmse-lab") is the shadow-removal metric (ISTD, SRD, NTIRE shadow removal) and
+has its own conventions, documented on the function.
+
 Every function here is pure: arrays in, float out, no state.
 """
 
@@ -35,9 +39,11 @@ from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
+from skimage.color import rgb2lab
 from skimage.metrics import structural_similarity
 
 __all__ = [
+    "LOWER_IS_BETTER",
     "METRICS",
     "MetricFn",
     "crop_border",
@@ -45,6 +51,7 @@ __all__ = [
     "max_value_for",
     "psnr",
     "rmse",
+    "rmse_lab",
     "ssim",
     "to_y_channel",
 ]
@@ -253,7 +260,52 @@ def rmse(
     return math.sqrt(float(np.mean((a - b) ** 2)))
 
 
+def rmse_lab(
+    pred: ArrayLike,
+    gt: ArrayLike,
+    *,
+    max_value: float,
+    crop_border: int = 0,
+    y_channel: bool = False,
+) -> float:
+    """Root mean squared error in CIELAB, the shadow-removal papers' "RMSE" (metric "rmse-lab").
+
+    Exactly: crop ``crop_border`` pixels per edge, scale both images to ``[0, 1]`` by
+    ``max_value`` (so 8-bit, 16-bit and float files agree), convert each with
+    ``skimage.color.rgb2lab`` (sRGB, D65 white, 2° observer — the same transform as MATLAB's
+    ``makecform('srgb2lab')``), then ``sqrt(mean((ΔL² + Δa² + Δb²) / 3))`` with the mean over all
+    pixels: one mean of the squared difference over every L, a and b value of the image, then
+    the square root. L is on its 0..100 scale, so pure black vs pure white (ΔL = 100, a and b
+    ~0) gives ``sqrt(100² / 3) ≈ 57.74``. Identical images give 0. Per image; `irctl eval`
+    averages images like any other metric.
+
+    Not the same number as the ISTD MATLAB evaluation scripts many shadow-removal papers copy
+    (e.g. ShadowFormer's ``measure_shadow.m``): despite the "RMSE" label, those compute a
+    per-pixel *mean absolute* LAB error summed over the three channels, after resizing every
+    image to 256x256, and usually also report it inside/outside a shadow mask. This function
+    is a true RMSE on the full-resolution image, so compare its values only with each other or
+    with papers that state the same definition.
+
+    Needs colour: a grey image raises ``ValueError`` ("rmse-lab needs colour ..."). The
+    ``y_channel`` flag does not apply (LAB uses all three channels) and is ignored, so one
+    ``--y-channel`` run can still report rmse-lab next to luma PSNR. Float inputs are not
+    clipped (rgb2lab is defined beyond [0, 1]).
+    """
+    del y_channel  # LAB is a colour space: the Y-only flag of the other metrics does not apply
+    a, b = _prepare(pred, gt, max_value=max_value, border=crop_border, y_channel=False)
+    if a.shape[2] != 3:
+        got = "a grey image" if a.shape[2] == 1 else f"{a.shape[2]} channels"
+        raise ValueError(f"rmse-lab needs colour (RGB) images, got {got}")
+    lab_a = rgb2lab(a / max_value)
+    lab_b = rgb2lab(b / max_value)
+    return math.sqrt(float(np.mean((lab_a - lab_b) ** 2)))
+
+
 #: Metric name → function; read-only so no caller can change what "psnr" means for everyone.
 METRICS: Mapping[str, MetricFn] = MappingProxyType(
-    {"psnr": psnr, "ssim": ssim, "mae": mae, "rmse": rmse}
+    {"psnr": psnr, "ssim": ssim, "mae": mae, "rmse": rmse, "rmse-lab": rmse_lab}
 )
+
+#: Metrics of :data:`METRICS` for which a smaller value is better (for ranking, e.g. a contact
+#: sheet's best and worst images); the others (PSNR, SSIM) are higher-is-better.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"mae", "rmse", "rmse-lab"})
