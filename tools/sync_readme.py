@@ -20,8 +20,11 @@ def sync(readme: Path) -> str:
     root = readme.parent
 
     def fill(match: re.Match[str]) -> str:
-        table = (root / match["path"]).read_text()
-        return f"{match.group(1)}{table}{match.group(4)}"
+        path = Path(match["path"])
+        text = (root / path).read_text()
+        if path.suffix != ".md":  # CSV and other text: shown verbatim in a fenced block
+            text = f"```{path.suffix.lstrip('.') or 'text'}\n{text}```\n"
+        return f"{match.group(1)}{text}{match.group(4)}"
 
     return BLOCK.sub(fill, readme.read_text())
 
