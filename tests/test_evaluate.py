@@ -475,7 +475,7 @@ def test_cli_partial_failure_exit_1(folders: dict, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--metrics", "psnr,lpips"], "unknown metric 'lpips'"),
+        (["--metrics", "psnr,sharpness"], "unknown metric 'sharpness'"),
         (["--crop-border", "-1"], "crop_border"),
     ],
 )
@@ -591,3 +591,39 @@ def test_cli_partial_failure_still_writes_sheet(folders: dict, tmp_path: Path) -
     )  # fmt: skip
     assert result.exit_code == 1, result.output  # e.png, f.png failed; g.png has no prediction
     assert np.asarray(PILImage.open(target)).shape[:2] == sheet_module.sheet_size(4, 16)
+
+
+def test_cli_perceptual_weights_missing_are_named_and_the_rest_is_scored(tmp_path: Path) -> None:
+    """Works with or without the perceptual extra: missing files are checked before pyiqa."""
+    for i, name in enumerate(["a", "b"]):
+        gt = _image(np.uint8, 3, seed=i)
+        _save(tmp_path / "gt" / f"{name}.png", gt)
+        _save(tmp_path / "pred" / f"{name}.png", _noisy(gt, seed=10 + i))
+    weights = tmp_path / "no-weights"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "--pred",
+            str(tmp_path / "pred"),
+            "--gt",
+            str(tmp_path / "gt"),
+            "--metrics",
+            "psnr,lpips,fid",
+            "--weights-dir",
+            str(weights),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2
+    lpips_line = next(line for line in errors if line.startswith("error: lpips:"))
+    assert "LPIPS_v0.1_alex" in lpips_line and str(weights.absolute()) in lpips_line
+    assert next(line for line in errors if line.startswith("error: fid:"))
+    payload = json.loads(result.stdout)
+    assert set(payload["summary"]) == {"psnr"} and payload["summary"]["psnr"]["count"] == 2
+    with (out / "per_image.csv").open(newline="") as fh:
+        assert next(csv.reader(fh)) == ["name", "psnr"]

@@ -35,7 +35,9 @@ def evaluate(
         "psnr,ssim",
         "--metrics",
         help="Comma-separated metrics: psnr, ssim, mae, rmse, rmse-lab (RMSE in CIELAB, the "
-        "shadow-removal metric; colour images only). The first one ranks the --sheet.",
+        "shadow-removal metric; colour images only); with the perceptual extra also lpips, "
+        "lpips-vgg, dists, niqe, musiq, clipiqa (per image) and fid (folder vs folder). The "
+        "first one ranks the --sheet.",
     ),
     crop_border: int = typer.Option(
         0,
@@ -82,6 +84,13 @@ def evaluate(
         help="Side in pixels of the square crop taken from the centre of each image for the "
         "--sheet (smaller images are enlarged, nearest-neighbour).",
     ),
+    weights_dir: Path | None = typer.Option(
+        None,
+        "--weights-dir",
+        help="Where the perceptual metrics' weight files are (becomes TORCH_HOME). Nothing is "
+        "downloaded: a missing file is named with the directory it must go in.",
+    ),
+    device: str = typer.Option("cpu", "--device", help="Device for perceptual metrics."),
     input_dir: Path | None = typer.Option(
         None,
         "--input",
@@ -111,6 +120,12 @@ def evaluate(
 
     Images are read and scored by --workers threads, streaming: memory stays bounded however
     large the folders are.
+
+    Perceptual metrics come from pyiqa (optional extra, PolyForm Noncommercial licence, its own
+    environment: tools/perceptual-env.sh). Their weight files are never downloaded: before
+    anything runs, each metric whose files are not in --weights-dir (TORCH_HOME) gets one error
+    line naming the files and the directory; the other metrics are still computed and the exit
+    status is 1. FID compares the two folders as wholes and has no per-image value.
 
     Exit status: 0 when every ground-truth image was scored; 1 when some pair could not be
     scored (unreadable, different size, grey vs colour) or a ground-truth image has no
@@ -149,6 +164,19 @@ def evaluate(
     elif input_dir is not None:
         console.print("warning: --input is only used by --sheet; ignoring it", markup=False)
 
+    from irctl.engine.evaluate import plan_perceptual
+
+    perceptual = plan_perceptual(
+        [m.lower() for m in metric_names],
+        weights_dir=weights_dir,
+        device=device,
+        on_error=lambda msg: console.print(f"error: {msg}", markup=False),
+    )
+    skipped = set(perceptual.failed) | set(perceptual.folder)
+    pair_metrics = [m for m in metric_names if m.lower() not in skipped]
+    if not pair_metrics and not perceptual.folder:
+        raise typer.Exit(EXIT_PARTIAL_FAILURE)  # every metric asked for was reported unusable
+
     progress = Progress(
         TextColumn("evaluating"),
         BarColumn(),
@@ -164,7 +192,9 @@ def evaluate(
             result = evaluate_folders(
                 pred,
                 gt,
-                metric_names,
+                pair_metrics,
+                extra=perceptual.scorer.score_pair if perceptual.per_pair else None,
+                extra_names=perceptual.per_pair,
                 crop_border=crop_border,
                 y_channel=y_channel,
                 pred_suffix=pred_suffix,
@@ -179,6 +209,23 @@ def evaluate(
 
     if not result.rows and not result.errors and not result.unmatched_gt:
         raise usage_error(f"no images found in the ground-truth folder {gt}")
+
+    folder_failed = False
+    for metric in perceptual.folder:  # FID: one value for the two folders
+        try:
+            value = perceptual.scorer.score_folders(pred, gt)[metric]
+        except ValueError as exc:
+            console.print(f"error: {exc}", markup=False)
+            folder_failed = True
+            continue
+        nan = float("nan")
+        result.summary[metric] = {
+            "mean": value,
+            "median": nan,
+            "std": nan,
+            "count": len(result.rows),
+            "n_inf": 0,
+        }
 
     for path in result.unmatched_pred:
         console.print(f"warning: no ground truth for {path}", markup=False)
@@ -214,7 +261,8 @@ def evaluate(
         payload["sheet"] = str(sheet_path) if sheet_path is not None else None
         typer.echo(json.dumps(payload, indent=2))
 
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_PARTIAL_FAILURE)
+    all_ok = result.ok and not perceptual.failed and not folder_failed
+    raise typer.Exit(EXIT_OK if all_ok else EXIT_PARTIAL_FAILURE)
 
 
 def _lower_is_better() -> frozenset[str]:

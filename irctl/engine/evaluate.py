@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -381,3 +382,55 @@ def evaluate_folders(
         unmatched_gt=list(unmatched_gt),
         sources={str(row["name"]): by_stem[str(row["name"])] for row in rows},
     )
+
+
+@dataclass
+class PerceptualPlan:
+    """Which perceptual metrics can run: per-pair ones through ``scorer.score_pair``, FID
+    through ``scorer.score_folders``; ``failed`` are those that cannot (each already reported)."""
+
+    scorer: Any | None = None
+    per_pair: list[str] = field(default_factory=list)
+    folder: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def plan_perceptual(
+    metrics: list[str],
+    *,
+    weights_dir: Path | None,
+    device: str,
+    on_error: Callable[[str], None],
+) -> PerceptualPlan:
+    """Check every requested perceptual metric's weight files before anything runs.
+
+    A metric whose files are missing is reported in one line (which files, which directory)
+    and dropped; the others still run. pyiqa itself is imported only when at least one metric
+    has all its files, so the core install (without the extra) reports the missing files too.
+    """
+    from irctl.metrics import perceptual
+
+    wanted = [m for m in metrics if m in perceptual.PERCEPTUAL_METRICS]
+    plan = PerceptualPlan()
+    if not wanted:
+        return plan
+    directory = perceptual.weights_directory(weights_dir)
+    usable = []
+    for metric in wanted:
+        missing = perceptual.missing_weights(metric, weights_dir)
+        if missing:
+            on_error(str(perceptual.MissingWeights(metric, missing, directory)))
+            plan.failed.append(metric)
+        else:
+            usable.append(metric)
+    if not usable:
+        return plan
+    try:
+        plan.scorer = perceptual.PerceptualScorer(usable, weights_dir=weights_dir, device=device)
+    except (perceptual.PerceptualUnavailable, perceptual.MissingWeights) as exc:
+        on_error(f"{', '.join(usable)}: {exc}")
+        plan.failed.extend(usable)
+        return plan
+    plan.per_pair = [m for m in usable if m not in perceptual.FOLDER_METRICS]
+    plan.folder = [m for m in usable if m in perceptual.FOLDER_METRICS]
+    return plan
