@@ -53,3 +53,16 @@ def photo_crops() -> list[np.ndarray]:
 
     photo = load_photo("chelsea")
     return [photo[y : y + 40, x : x + 48] for y, x in ((0, 0), (100, 150), (200, 300))]
+
+
+def save_array(path: Path, array: np.ndarray) -> Path:
+    """Write an array with PIL (or tifffile for .tif) — an encoder independent of irctl's."""
+    import tifffile
+    from PIL import Image as PILImage
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".tif":
+        tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 else "minisblack")
+    else:
+        PILImage.fromarray(array).save(path)
+    return path

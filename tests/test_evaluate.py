@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 import typer
+from conftest import save_array as _save
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
@@ -43,15 +43,6 @@ def _noisy(img: np.ndarray, seed: int) -> np.ndarray:
     top = np.iinfo(img.dtype).max
     noise = _rng(seed).normal(0, 0.05 * top, img.shape)
     return np.clip(np.rint(img + noise), 0, top).astype(img.dtype)
-
-
-def _save(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".tif":
-        tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 else "minisblack")
-    else:
-        PILImage.fromarray(array).save(path)
-    return path
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
+from conftest import save_array as _save
 from PIL import Image as PILImage
 
 from irctl.metrics.sheet import (
@@ -27,15 +27,6 @@ BLANK = (215, 215, 215)
 
 def _rows(values: dict[str, float], metric: str = "m") -> list[dict]:
     return [{"name": name, metric: value} for name, value in sorted(values.items())]
-
-
-def _save(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".tif":
-        tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 else "minisblack")
-    else:
-        PILImage.fromarray(array).save(path)
-    return path
 
 
 def _random(seed: int, shape: tuple[int, ...], dtype: type = np.uint8) -> np.ndarray:
