@@ -618,3 +618,14 @@ def test_cli_perceptual_weights_missing_are_named_and_the_rest_is_scored(tmp_pat
     assert set(payload["summary"]) == {"psnr"} and payload["summary"]["psnr"]["count"] == 2
     with (out / "per_image.csv").open(newline="") as fh:
         assert next(csv.reader(fh)) == ["name", "psnr"]
+
+
+def test_stereo_views_are_scored_per_view(tmp_path: Path) -> None:
+    """A stereo pair is two files (``_L`` / ``_R``): each view gets its own row."""
+    for i, view in enumerate(["scene_L", "scene_R"]):
+        gt = _image(np.uint8, 3, seed=20 + i)
+        _save(tmp_path / "gt" / f"{view}.png", gt)
+        _save(tmp_path / "pred" / f"{view}.png", _noisy(gt, seed=30 + i))
+    result = evaluate_folders(tmp_path / "pred", tmp_path / "gt", ["psnr"])
+    assert [r["name"] for r in result.rows] == ["scene_L", "scene_R"]
+    assert result.rows[0]["psnr"] != result.rows[1]["psnr"] and result.ok

@@ -427,7 +427,11 @@ def plan_perceptual(
         return plan
     try:
         plan.scorer = perceptual.PerceptualScorer(usable, weights_dir=weights_dir, device=device)
-    except (perceptual.PerceptualUnavailable, perceptual.MissingWeights) as exc:
+    except perceptual.MissingWeights as exc:  # a file the table did not know (newer pyiqa)
+        on_error(str(exc))
+        plan.failed.extend(usable)
+        return plan
+    except perceptual.PerceptualUnavailable as exc:
         on_error(f"{', '.join(usable)}: {exc}")
         plan.failed.extend(usable)
         return plan
