@@ -616,6 +616,7 @@ def test_cli_perceptual_weights_missing_are_named_and_the_rest_is_scored(tmp_pat
     assert next(line for line in errors if line.startswith("error: fid:"))
     payload = json.loads(result.stdout)
     assert set(payload["summary"]) == {"psnr"} and payload["summary"]["psnr"]["count"] == 2
+    assert payload["failed_metrics"] == ["lpips", "fid"]
     with (out / "per_image.csv").open(newline="") as fh:
         assert next(csv.reader(fh)) == ["name", "psnr"]
 

@@ -259,6 +259,7 @@ def evaluate(
     if json_out:
         payload = _json_payload(result)
         payload["sheet"] = str(sheet_path) if sheet_path is not None else None
+        payload["failed_metrics"] = list(perceptual.failed)  # named on stderr, not computed
         typer.echo(json.dumps(payload, indent=2))
 
     all_ok = result.ok and not perceptual.failed and not folder_failed
