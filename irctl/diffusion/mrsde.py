@@ -247,7 +247,7 @@ def timesteps(T: int, steps: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Noise for the whole image, drawn on the generator's device then moved: identical bytes
     whatever the tiling, and on CPU identical whatever the model's device."""
     gen_device = generator.device if generator is not None else x.device
@@ -269,7 +269,7 @@ def sample_sde(
     for i, (t, s) in enumerate(itertools.pairwise(grid)):
         score = score_from_noise(model(x, mu, t), sched, t)
         x = reverse_sde_mean(x, mu, score, sched, t, s)
-        x = x + reverse_sde_noise_scale(sched, t, s) * _randn_like(x, generator)
+        x = x + reverse_sde_noise_scale(sched, t, s) * randn_like(x, generator)
         if callback is not None:
             callback(i, steps, x)
     return x
@@ -315,7 +315,7 @@ def sample_posterior(
         x0_hat = x0_from_noise(x, mu, model(x, mu, t), sched, t)
         x_next = optimal_reverse_state(x, x0_hat, mu, sched, t, s)
         std = posterior_std(sched, t, s)
-        x = x_next + std * _randn_like(x, generator) if std > 0 else x_next
+        x = x_next + std * randn_like(x, generator) if std > 0 else x_next
         if callback is not None:
             callback(i, steps, x)
     return x

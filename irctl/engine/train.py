@@ -32,7 +32,6 @@ from irctl.engine.checkpoint import (
     flatten_modules,
     load_checkpoint,
     load_modules,
-    save_checkpoint,
     state_path,
 )
 from irctl.engine.distributed import (
@@ -289,10 +288,3 @@ def _validate(restorer: Restorer, emas: dict[str, EMA], validate: _Validator) ->
     for m in modules.values():
         m.train()
     return result
-
-
-def save_untrained(preset: Preset, path: Path) -> None:
-    """A freshly initialised model as a checkpoint (tests and smoke runs)."""
-    torch.manual_seed(preset.train.seed)
-    restorer = build_restorer(preset)
-    save_checkpoint(path, restorer.modules(), preset, restorer.stages[-1], 0)

@@ -83,7 +83,7 @@ class RefusionRestorer:
     ) -> Tensor:
         self.check_options(options)
         sampler = mrsde.SAMPLERS[options.sampler]
-        noise = mrsde._randn_like(lq, generator)
+        noise = mrsde.randn_like(lq, generator)
         x_T = mrsde.terminal_sample(lq, self.schedule, noise)
         net = options.tiler.wrap(self.net)
         step_callback = (lambda i, n, _x: callback(i + 1, n)) if callback else None
