@@ -24,9 +24,16 @@ else:  # pragma: no cover
 class DegradationConfig:
     """How LQ images are synthesised from clean photos (training and held-out evaluation)."""
 
-    kind: str = "gaussian_noise"
-    sigma: float = 25.0  # 0–255 units
-    quantize: bool = True  # round/clip to 8 bits, as a noisy photo file is
+    kind: str = "gaussian_noise"  # gaussian_noise | haze | bokeh
+    sigma: float = 25.0  # noise std, 0–255 units
+    quantize: bool = True  # round/clip to 8 bits, as a photo file is
+    # haze: I = J·t + A(1 − t), t = exp(−β(x)·d(x)) (irctl/data/haze.py)
+    haze_beta: tuple[float, float] = (1.0, 3.0)  # mean scattering coefficient, per image
+    haze_airlight: tuple[float, float] = (0.75, 1.0)
+    haze_nonhomogeneity: float = 0.7  # 0 = homogeneous; β(x) varies by ± half of this
+    # bokeh: lens pairs drawn from these names; blur radius at f/1.8 for the farthest defocus
+    lenses: tuple[str, ...] = ()
+    bokeh_max_radius: float = 8.0  # pixels
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,25 @@ class NetworkConfig:
     enc_blocks: tuple[int, ...] = (1, 1, 1, 1)
     middle_blocks: int = 1
     dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
+    #: Global per-image scalars the network is conditioned on (bokeh: source and target lens
+    #: codes), each embedded like a timestep and projected to a per-block scale/shift.
+    cond_scalars: int = 0
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """The U-Net compressor of latent Refusion (paper §4.1; irctl/nets/unet_latent.py): channels
+    c_i = channels·[1, *mult], downscale factor 2^(len(mult) − 1)."""
+
+    channels: int = 8
+    mult: tuple[int, ...] = (1, 2, 4)
+    latent_channels: int = 4
+    blocks: int = 2
+    attention: bool = False
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.mult) - 1)
 
 
 @dataclass(frozen=True)
@@ -71,6 +97,23 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 500
     checkpoint_every: int = 500
+    #: Per-stage overrides of the keys above, e.g. ``[train.stages.compressor]`` with its own
+    #: iterations and lr for latent Refusion's first stage.
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_stage(self, stage: str) -> TrainConfig:
+        """The recipe for one training stage: this one with the stage's overrides applied."""
+        overrides = dict(self.stages.get(stage, {}))
+        known = {f.name for f in dataclasses.fields(self)} - {"stages"}
+        unknown = set(overrides) - known
+        if unknown:
+            raise PresetError(
+                f"[train.stages.{stage}]: unknown key(s) {', '.join(sorted(unknown))}"
+            )
+        for key, value in overrides.items():
+            if isinstance(getattr(self, key), tuple):
+                overrides[key] = tuple(value)
+        return dataclasses.replace(self, **overrides, stages={})
 
 
 @dataclass(frozen=True)
@@ -91,6 +134,7 @@ class Preset:
     description: str = ""
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -104,6 +148,7 @@ class Preset:
 _SECTIONS: dict[str, type] = {
     "degradation": DegradationConfig,
     "network": NetworkConfig,
+    "latent": LatentConfig,
     "diffusion": DiffusionConfig,
     "sampler": SamplerConfig,
     "train": TrainConfig,
@@ -190,12 +235,17 @@ def apply_overrides(preset: Preset, overrides: list[str]) -> Preset:
         except tomllib.TOMLDecodeError:
             value = raw
         *parents, leaf = key.strip().split(".")
+        # train.stages.<stage>.<key> may name a stage or key not set yet: for_stage() checks it.
+        in_stage = len(parents) >= 2 and parents[-2] == "stages"
         node = data
-        for parent in parents:
-            if not isinstance(node.get(parent), dict):
+        for depth, parent in enumerate(parents):
+            if isinstance(node.get(parent), dict):
+                node = node[parent]
+            elif depth > 0 and parents[depth - 1] == "stages":
+                node = node.setdefault(parent, {})
+            else:
                 raise PresetError(f"override {item!r}: no section {parent!r}")
-            node = node[parent]
-        if leaf not in node:
+        if leaf not in node and not in_stage:
             raise PresetError(f"override {item!r}: unknown key {leaf!r}")
         node[leaf] = value
     return preset_from_dict(data, where="preset with overrides")

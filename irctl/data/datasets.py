@@ -7,22 +7,16 @@ never trained on (they make the README's tables).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from irctl.data.degrade import Degradation
+from irctl.data.batch import Batch
+from irctl.data.degrade import PairSynthesis
 
-
-@dataclass
-class Batch:
-    """A paired training batch, NCHW float32 in [0,1] (LQ may leave [0,1] for unquantised noise)."""
-
-    lq: Tensor
-    gt: Tensor
+__all__ = ["Batch", "PairedCropSampler", "load_photo", "synthesize_pair"]
 
 
 def skimage_data_dir() -> Path:
@@ -56,7 +50,7 @@ def augment(x: Tensor, flags: Tensor) -> Tensor:
 
 
 class PairedCropSampler:
-    """Random crops of clean photos, augmented, degraded on the fly.
+    """Random crops of clean photos, augmented, made into pairs on the fly.
 
     Every draw depends only on the generator passed in, so a training step's batch is a pure
     function of (seed, step): that is what makes ``--resume`` bit-exact.
@@ -65,7 +59,7 @@ class PairedCropSampler:
     def __init__(
         self,
         photos: list[np.ndarray],
-        degrade: Degradation,
+        synthesize: PairSynthesis,
         patch: int,
         batch: int,
         use_augment: bool = True,
@@ -77,7 +71,7 @@ class PairedCropSampler:
         # Photos are drawn uniformly, not by area: the two largest shipped photos (retina,
         # hubble_deep_field) are mostly black background and would otherwise dominate.
         self.weights = torch.full((len(self.photos),), 1.0 / len(self.photos), dtype=torch.float64)
-        self.degrade = degrade
+        self.synthesize = synthesize
         self.patch = patch
         self.batch = batch
         self.use_augment = use_augment
@@ -94,12 +88,14 @@ class PairedCropSampler:
             if self.use_augment:
                 crop = augment(crop, torch.rand(3, generator=generator) < 0.5)
             crops.append(crop)
-        gt = torch.stack(crops).contiguous()
-        return Batch(lq=self.degrade(gt, generator), gt=gt)
+        return self.synthesize(torch.stack(crops).contiguous(), generator)
 
 
-def degrade_photo(photo: np.ndarray, degrade: Degradation, seed: int) -> np.ndarray:
-    """Deterministic LQ version of one whole photo (HxWx3 float in, same out)."""
-    gt = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))[None]
-    lq = degrade(gt, torch.Generator().manual_seed(seed))
-    return lq[0].numpy().transpose(1, 2, 0)
+def synthesize_pair(
+    photo: np.ndarray, synthesize: PairSynthesis, seed: int
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Deterministic (LQ, GT, conditioning scalars) for one whole photo (HxWx3 float)."""
+    clean = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))[None]
+    pair = synthesize(clean, torch.Generator().manual_seed(seed))
+    cond = () if pair.cond is None else tuple(float(v) for v in pair.cond[0])
+    return pair.lq[0].numpy().transpose(1, 2, 0), pair.gt[0].numpy().transpose(1, 2, 0), cond

@@ -1,7 +1,8 @@
-"""Synthetic degradations: how a clean photo becomes the LQ input a model learns to restore.
+"""Synthetic degradations: how a clean photo becomes a training pair (LQ, GT[, conditioning]).
 
-Each degradation is a pure function of (clean batch in [0,1], generator) so training batches and
-held-out test inputs are reproducible from a seed.
+Each synthesis is a pure function of (clean batch in [0,1], generator), so training batches and
+held-out test inputs are reproducible from a seed. Noise and haze degrade the photo, which is the
+ground truth; bokeh renders both sides from the photo (one lens each) and returns the lens codes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import torch
 from torch import Tensor
 
 from irctl.config import DegradationConfig
+from irctl.data.batch import Batch
 
-Degradation = Callable[[Tensor, torch.Generator], Tensor]
+#: clean NCHW batch, generator → training pair.
+PairSynthesis = Callable[[Tensor, torch.Generator], Batch]
+
+DEGRADATIONS = ("gaussian_noise", "haze", "bokeh")
 
 
 def quantize_8bit(x: Tensor) -> Tensor:
-    """Round and clip to the 256 levels of an 8-bit file: what a user's noisy PNG/JPEG holds."""
+    """Round and clip to the 256 levels of an 8-bit file: what a user's photo holds."""
     return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
 
 
@@ -30,7 +35,44 @@ def gaussian_noise(
     return quantize_8bit(noisy) if quantize else noisy
 
 
-def build_degradation(cfg: DegradationConfig) -> Degradation:
-    if cfg.kind == "gaussian_noise":
-        return lambda clean, g: gaussian_noise(clean, g, cfg.sigma, cfg.quantize)
-    raise ValueError(f"unknown degradation {cfg.kind!r}")
+def _noise_pair(cfg: DegradationConfig) -> PairSynthesis:
+    return lambda clean, g: Batch(lq=gaussian_noise(clean, g, cfg.sigma, cfg.quantize), gt=clean)
+
+
+def _haze_pair(cfg: DegradationConfig) -> PairSynthesis:
+    from irctl.data.haze import HazeParams, add_haze
+
+    params = HazeParams(
+        beta=cfg.haze_beta, airlight=cfg.haze_airlight, nonhomogeneity=cfg.haze_nonhomogeneity
+    )
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        hazy = add_haze(clean, g, params)
+        return Batch(lq=quantize_8bit(hazy) if cfg.quantize else hazy, gt=clean)
+
+    return synth
+
+
+def _bokeh_pair(cfg: DegradationConfig) -> PairSynthesis:
+    from irctl.data.bokeh import bokeh_pair
+    from irctl.data.lenses import parse_lens
+
+    if len(cfg.lenses) < 2:
+        raise ValueError("a bokeh degradation needs at least two lenses in degradation.lenses")
+    for name in cfg.lenses:
+        parse_lens(name)  # unknown names fail when the preset is used, not mid-training
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        lq, gt, codes = bokeh_pair(clean, g, cfg.lenses, cfg.bokeh_max_radius)
+        if cfg.quantize:
+            lq, gt = quantize_8bit(lq), quantize_8bit(gt)
+        return Batch(lq=lq, gt=gt, cond=codes)
+
+    return synth
+
+
+def build_pair_synthesis(cfg: DegradationConfig) -> PairSynthesis:
+    builders = {"gaussian_noise": _noise_pair, "haze": _haze_pair, "bokeh": _bokeh_pair}
+    if cfg.kind not in builders:
+        raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")
+    return builders[cfg.kind](cfg)

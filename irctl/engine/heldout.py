@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from irctl.config import Preset
-from irctl.data.datasets import degrade_photo, load_photo
-from irctl.data.degrade import build_degradation
+from irctl.data.datasets import load_photo, synthesize_pair
+from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.restore import restore_image
 from irctl.io.images import Image, to_dtype, write_image
-from irctl.methods.base import Restorer, SampleOptions
+from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.methods.classical import CLASSICAL
 from irctl.metrics.fidelity import psnr, ssim
 
@@ -33,6 +33,7 @@ class HeldoutPhoto:
     name: str
     gt: np.ndarray  # uint8 HxWx3
     lq: np.ndarray  # float32 HxWx3, on the 8-bit grid when the degradation quantises
+    cond: tuple[float, ...] = ()  # the conditioning scalars the pair was made with (bokeh lenses)
 
 
 @dataclass
@@ -45,32 +46,32 @@ class HeldoutRow:
 
 
 def heldout_photos(preset: Preset) -> list[HeldoutPhoto]:
-    degrade = build_degradation(preset.degradation)
+    synthesize = build_pair_synthesis(preset.degradation)
     photos = []
     for i, name in enumerate(preset.data.test):
-        clean = load_photo(name)
-        lq = degrade_photo(clean, degrade, seed=HELDOUT_SEED + i).astype(np.float32)
-        photos.append(HeldoutPhoto(name, to_dtype(clean, np.uint8), lq))
+        lq, gt, cond = synthesize_pair(load_photo(name), synthesize, seed=HELDOUT_SEED + i)
+        gt8 = to_dtype(np.clip(gt, 0.0, 1.0), np.uint8)
+        photos.append(HeldoutPhoto(name, gt8, lq.astype(np.float32), cond))
     return photos
 
 
-#: A method under comparison: LQ float HxWx3 → restored float HxWx3.
-MethodFn = Callable[[np.ndarray], np.ndarray]
+#: A method under comparison: (LQ float HxWx3, conditioning) → restored float HxWx3.
+MethodFn = Callable[[np.ndarray, Conditioning], np.ndarray]
 
 
 def model_method(
     restorer: Restorer, options: SampleOptions, seed: int, device: torch.device
 ) -> MethodFn:
-    def run(lq: np.ndarray) -> np.ndarray:
+    def run(lq: np.ndarray, cond: Conditioning) -> np.ndarray:
         image = Image(pixels=lq, alpha=None, dtype=np.dtype(np.uint8))
-        return restore_image(restorer, image, options, seed=seed, device=device)
+        return restore_image(restorer, image, options, seed=seed, device=device, cond=cond)
 
     return run
 
 
 def classical_method(name: str, preset: Preset) -> MethodFn:
     fn = CLASSICAL[name]
-    return lambda lq: fn(lq, preset.degradation)
+    return lambda lq, _cond: fn(lq, preset.degradation)
 
 
 def folder_name(label: str) -> str:
@@ -87,13 +88,13 @@ def run_heldout(
 ) -> list[HeldoutRow]:
     """Score every method on every photo; ``input`` (the LQ itself) is always the first row."""
     rows = []
-    all_methods: dict[str, MethodFn] = {"input": lambda lq: lq, **methods}
+    all_methods: dict[str, MethodFn] = {"input": lambda lq, _cond: lq, **methods}
     for photo in photos:
         if save_dir is not None:
             write_image(save_dir / "gt" / f"{photo.name}.png", photo.gt / 255.0, dtype=np.uint8)
         for label, fn in all_methods.items():
             tic = time.perf_counter()
-            out = fn(photo.lq)
+            out = fn(photo.lq, Conditioning(scalars=photo.cond))
             seconds = time.perf_counter() - tic if label != "input" else 0.0
             out8 = to_dtype(np.clip(out, 0.0, 1.0), np.uint8)
             if save_dir is not None:

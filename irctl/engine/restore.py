@@ -24,7 +24,7 @@ from irctl.engine.checkpoint import CheckpointError, load_checkpoint, load_modul
 from irctl.io.folders import output_path
 from irctl.io.images import Image, ImageReadError, read_image, write_image
 from irctl.methods import build_restorer
-from irctl.methods.base import Restorer, SampleOptions
+from irctl.methods.base import Conditioning, Restorer, SampleOptions
 
 
 @dataclass(frozen=True)
@@ -128,13 +128,14 @@ def restore_image(
     seed: int,
     device: torch.device,
     callback: Callable[[int, int], None] | None = None,
+    cond: Conditioning | None = None,
 ) -> np.ndarray:
     """Restore one decoded image. The generator is seeded per image, so an image's output does
     not depend on which other images were in the batch, on sharding, or on resuming."""
     generator = torch.Generator().manual_seed(seed)
     lq = _to_tensor(image, device)
     with torch.inference_mode():
-        restored = restorer.restore(lq, options, generator, callback=callback)
+        restored = restorer.restore(lq, options, generator, cond=cond, callback=callback)
     return _to_pixels(restored, image)
 
 

@@ -96,14 +96,25 @@ class Tiler:
     def covers(self, height: int, width: int) -> bool:
         return self.tile == 0 or (self.tile >= height and self.tile >= width)
 
-    def wrap(self, net: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        """``net`` called as ``net(*args)``; every 4-D tensor argument with the spatial size of the
-        first one is tiled, everything else (timesteps, global conditioning) is passed through."""
+    def wrap(self, net: Callable[..., Tensor], grid: int = 1) -> Callable[..., Tensor]:
+        """``net`` called as ``net(*args)``, evaluated on tiles.
+
+        Tiles are laid out on a base grid: the first argument's spatial size divided by ``grid``
+        (1 for a network that keeps the resolution; a compressor's downscale factor for its
+        encoder, so that image tiles map to whole latent tiles). ``tile`` and ``overlap`` are in
+        base-grid units. Every 4-D tensor argument whose size is k × the base grid (k a whole
+        number) is cut at k × each tile box; everything else (timesteps, global conditioning) is
+        passed through. The output may have any whole multiple of the base grid's size (an
+        encoder's latent: 1; a decoder's image: its factor); its blending windows scale with it.
+        """
 
         def tiled(*args: object) -> Tensor:
             first = args[0]
             assert isinstance(first, Tensor)
             height, width = first.shape[-2:]
+            if height % grid or width % grid:
+                raise ValueError(f"input {height}x{width} is not a multiple of the grid {grid}")
+            height, width = height // grid, width // grid
             if self.covers(height, width):
                 return net(*args)
             return self._run_tiled(net, args, height, width)
@@ -116,31 +127,45 @@ class Tiler:
         th, tops = tile_layout(height, self.tile, self.overlap, self.align)
         tw, lefts = tile_layout(width, self.tile, self.overlap, self.align)
         boxes = [(top, left) for top in tops for left in lefts]
-        spatial = [
-            isinstance(a, Tensor) and a.ndim == 4 and tuple(a.shape[-2:]) == (height, width)
-            for a in args
-        ]
-        first = args[0]
+        scales = [_grid_scale(a, height, width) for a in args]
+        n = args[0].shape[0]
         out: Tensor | None = None
         weight_sum: Tensor | None = None
+        k_out = 1
         for i in range(0, len(boxes), self.batch):
             chunk = boxes[i : i + self.batch]
             call_args = [
-                torch.cat([a[..., t : t + th, left : left + tw] for t, left in chunk])
-                if is_sp
+                torch.cat(
+                    [a[..., k * t : k * (t + th), k * left : k * (left + tw)] for t, left in chunk]
+                )
+                if k
                 else a
-                for a, is_sp in zip(args, spatial, strict=True)
+                for a, k in zip(args, scales, strict=True)
             ]
             pred = net(*call_args)
             if out is None:
-                n = first.shape[0]
-                out = pred.new_zeros((n, pred.shape[1], height, width))
-                weight_sum = pred.new_zeros((1, 1, height, width))
+                k_out = pred.shape[-2] // th
+                if pred.shape[-2:] != (k_out * th, k_out * tw) or k_out < 1:
+                    raise ValueError(f"tiled output {tuple(pred.shape)} is not a grid multiple")
+                out = pred.new_zeros((n, pred.shape[1], k_out * height, k_out * width))
+                weight_sum = pred.new_zeros((1, 1, k_out * height, k_out * width))
             for j, (t, left) in enumerate(chunk):
                 inner = (t > 0, t + th < height, left > 0, left + tw < width)
-                window = blend_window(th, tw, self.overlap, pred.dtype, inner).to(pred.device)
-                piece = pred[j * first.shape[0] : (j + 1) * first.shape[0]]
-                out[..., t : t + th, left : left + tw] += piece * window
-                weight_sum[..., t : t + th, left : left + tw] += window
+                window = blend_window(
+                    k_out * th, k_out * tw, k_out * self.overlap, pred.dtype, inner
+                ).to(pred.device)
+                rows = slice(k_out * t, k_out * (t + th))
+                cols = slice(k_out * left, k_out * (left + tw))
+                out[..., rows, cols] += pred[j * n : (j + 1) * n] * window
+                weight_sum[..., rows, cols] += window
         assert out is not None and weight_sum is not None
         return out / weight_sum
+
+
+def _grid_scale(arg: object, height: int, width: int) -> int:
+    """k when ``arg`` is a 4-D tensor of k × (height, width) pixels (k ≥ 1), else 0 (not tiled)."""
+    if not (isinstance(arg, Tensor) and arg.ndim == 4):
+        return 0
+    h, w = arg.shape[-2:]
+    k = h // height
+    return k if k >= 1 and (h, w) == (k * height, k * width) else 0

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from irctl.config import Preset, preset_to_dict
 from irctl.data.datasets import Batch, PairedCropSampler, load_photo
-from irctl.data.degrade import build_degradation
+from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -76,7 +76,7 @@ def build_sampler(preset: Preset, split: str, batch: int | None = None) -> Paire
         raise ValueError(f"preset {preset.name!r} lists no {split} photos")
     return PairedCropSampler(
         [load_photo(n) for n in names],
-        build_degradation(preset.degradation),
+        build_pair_synthesis(preset.degradation),
         patch=preset.train.patch,
         batch=batch or preset.train.batch,
     )

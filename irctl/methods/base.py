@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from irctl.config import Preset
-from irctl.data.datasets import Batch
+from irctl.data.batch import Batch
 from irctl.engine.tiling import Tiler
 
 #: Progress of one restore: (steps done, total steps).
@@ -22,7 +22,18 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Conditioning:
-    """Task-specific inputs beyond the LQ image (right view, lens pair, mask): none for denoising."""
+    """Task-specific inputs beyond the LQ image, built per image by io/ from files and flags.
+
+    ``scalars``: global numbers the network is conditioned on (bokeh: the source and target lens
+    codes, see irctl/data/lenses.py); empty for tasks that need none (denoising, dehazing)."""
+
+    scalars: tuple[float, ...] = ()
+
+    def tensor(self, batch: int, device: torch.device) -> Tensor | None:
+        """The scalars as an N×k tensor (one row per image of the batch), or None."""
+        if not self.scalars:
+            return None
+        return torch.tensor([self.scalars] * batch, dtype=torch.float32, device=device)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,24 @@
+"""The unit of training data: a paired batch, with the per-image conditioning some tasks carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """NCHW float32 in [0,1] (LQ may leave [0,1] for unquantised noise); ``cond`` is N×k global
+    scalars (bokeh: source and target lens codes) or None."""
+
+    lq: Tensor
+    gt: Tensor
+    cond: Tensor | None = None
+
+    def to(self, device: object) -> Batch:
+        return Batch(
+            lq=self.lq.to(device),
+            gt=self.gt.to(device),
+            cond=None if self.cond is None else self.cond.to(device),
+        )
