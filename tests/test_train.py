@@ -143,7 +143,7 @@ def test_regression_training_reduces_validation_loss(tmp_path):
     )
     # Validation loss of the untrained model, with the same init and validation draws as train(),
     # and of doing nothing (output = noisy input).
-    validator = _Validator(preset, torch.device("cpu"))
+    validator = _Validator(preset, preset.train, "regression", torch.device("cpu"))
     with torch.random.fork_rng():
         torch.manual_seed(preset.train.seed)
         untrained = build_restorer(preset)

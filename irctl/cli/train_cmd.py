@@ -28,6 +28,12 @@ def train(
     stop_at: int = typer.Option(
         None, "--stop-at", help="Stop (checkpointed) after this step; resume later with --resume."
     ),
+    stage: str = typer.Option(
+        None,
+        "--stage",
+        help="Train one stage only (e.g. compressor, then diffusion for latent presets); "
+        "default: every stage in order.",
+    ),
     iterations: int = typer.Option(
         None, "--iterations", help="Override train.iterations (total length of the schedule)."
     ),
@@ -45,6 +51,9 @@ def train(
     Writes OUT/weights.safetensors (EMA weights with the resolved preset embedded — all that
     `irctl restore --weights` needs), OUT/weights.state.safetensors (optimiser state for an exact
     --resume) and OUT/log.jsonl. Photos listed as `test` in the preset are never trained on.
+
+    Latent presets train in two stages, the U-Net compressor first (OUT/compressor/) and then
+    the diffusion model in its frozen latent (OUT/); OUT/weights.safetensors holds both.
     """
     import os
 
@@ -76,7 +85,13 @@ def train(
     try:
         torch_device = resolve_device(device)
         result = run_training(
-            resolved, out, resume=resume, stop_at=stop_at, log=log, device=torch_device
+            resolved,
+            out,
+            resume=resume,
+            stop_at=stop_at,
+            log=log,
+            device=torch_device,
+            stage=stage,
         )
     except (CheckpointError, PresetError, ValueError) as err:
         console.print(f"error: {err}")

@@ -8,6 +8,11 @@ bit-exactly.
 Files in ``out``: ``weights.safetensors`` (the deployable model: EMA weights, preset embedded),
 ``weights.state.safetensors`` (raw weights and optimiser state) and ``log.jsonl`` (one JSON object
 per logged step).
+
+A method with several stages (latent Refusion: ``["compressor", "diffusion"]``) trains them in
+order, each with its own recipe (``[train.stages.<stage>]``) in its own folder ``out/<stage>/``;
+the last stage's folder is ``out`` itself, and its weights hold every module (the frozen earlier
+ones included), so one file is all ``restore`` needs.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from irctl.config import Preset, preset_to_dict
-from irctl.data.datasets import Batch, PairedCropSampler, load_photo
+from irctl.config import Preset, TrainConfig, preset_to_dict
+from irctl.data.datasets import PairedCropSampler, load_photo
 from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.checkpoint import (
     Checkpoint,
@@ -70,15 +75,18 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * _SEED_STRIDE + rank * _RANK_STRIDE + step) % 2**32)
 
 
-def build_sampler(preset: Preset, split: str, batch: int | None = None) -> PairedCropSampler:
+def build_sampler(
+    preset: Preset, split: str, batch: int | None = None, cfg: TrainConfig | None = None
+) -> PairedCropSampler:
+    cfg = cfg or preset.train
     names = getattr(preset.data, split)
     if not names:
         raise ValueError(f"preset {preset.name!r} lists no {split} photos")
     return PairedCropSampler(
         [load_photo(n) for n in names],
         build_pair_synthesis(preset.degradation),
-        patch=preset.train.patch,
-        batch=batch or preset.train.batch,
+        patch=cfg.patch,
+        batch=batch or cfg.batch,
     )
 
 
@@ -86,16 +94,20 @@ class _Validator:
     """Loss on a fixed validation batch with fixed draws (t, noise): comparable across steps,
     so the EMA/lr choices can be made from measurements (issue 3 §4)."""
 
-    def __init__(self, preset: Preset, device: torch.device, n: int = 32) -> None:
-        self.seed = preset.train.seed + 7919
-        batch = build_sampler(preset, "val", batch=n).sample(
+    def __init__(
+        self, preset: Preset, cfg: TrainConfig, stage: str, device: torch.device, n: int = 32
+    ) -> None:
+        self.seed = cfg.seed + 7919
+        self.stage = stage
+        batch = build_sampler(preset, "val", batch=n, cfg=cfg).sample(
             torch.Generator().manual_seed(self.seed)
         )
-        self.batch = Batch(lq=batch.lq.to(device), gt=batch.gt.to(device))
+        self.batch = batch.to(device)
 
     @torch.no_grad()
     def __call__(self, restorer: Restorer) -> float:
-        loss, _ = restorer.loss(self.batch, torch.Generator().manual_seed(self.seed + 1))
+        generator = torch.Generator().manual_seed(self.seed + 1)
+        loss, _ = restorer.loss(self.batch, generator, self.stage)
         return float(loss)
 
 
@@ -112,17 +124,20 @@ def _save(
     emas: dict[str, EMA],
     optimizer: torch.optim.Optimizer,
     step: int,
+    stage: str,
 ) -> Path:
     weights = out / WEIGHTS_NAME
     modules = restorer.modules()
     raw = flatten_modules(modules)
-    # Deployable weights: the EMA when there is one.
-    deploy = {
-        f"{name}.{k}": v.detach().cpu().contiguous()
-        for name, ema in emas.items()
-        for k, v in ema.shadow.items()
-    }
-    deploy = deploy or raw
+    # Deployable weights: every module, with the EMA of those this stage trains.
+    deploy = dict(raw)
+    deploy.update(
+        {
+            f"{name}.{k}": v.detach().cpu().contiguous()
+            for name, ema in emas.items()
+            for k, v in ema.shadow.items()
+        }
+    )
     opt_state = optimizer.state_dict()
     tensors = {f"raw.{k}": v for k, v in raw.items()}
     for idx, entries in opt_state["state"].items():
@@ -132,12 +147,16 @@ def _save(
     atomic_save(tensors, state_path(weights), meta)
     # Weights last: each file is atomic, and a kill between the two leaves steps that differ,
     # which --resume detects and refuses rather than mixing two steps' states.
-    atomic_save(deploy, weights, checkpoint_metadata(restorer.preset, restorer.stages[-1], step))
+    atomic_save(deploy, weights, checkpoint_metadata(restorer.preset, stage, step))
     return weights
 
 
 def _resume(
-    out: Path, restorer: Restorer, emas: dict[str, EMA], optimizer: torch.optim.Optimizer
+    out: Path,
+    restorer: Restorer,
+    emas: dict[str, EMA],
+    optimizer: torch.optim.Optimizer,
+    stage: str,
 ) -> int:
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -149,6 +168,8 @@ def _resume(
             f"{weights}: was trained with a different preset; refusing to resume "
             "(start a new --out folder, or use the same preset and overrides)"
         )
+    if ckpt.stage != stage:
+        raise CheckpointError(f"{weights}: holds stage {ckpt.stage!r}, not {stage!r}")
     state_file = state_path(weights)
     tensors = load_file(str(state_file))
     with safe_open(str(state_file), framework="pt") as fh:
@@ -169,6 +190,25 @@ def _resume(
     return ckpt.step
 
 
+def stage_dir(out: Path, stages: list[str], stage: str) -> Path:
+    """Where one stage's checkpoint lives: ``out`` for the last stage, ``out/<stage>`` before."""
+    return out if stage == stages[-1] else out / stage
+
+
+def stage_finished(preset: Preset, out: Path, stages: list[str], stage: str) -> bool:
+    """Whether ``out`` holds this stage's finished checkpoint, trained with this very preset."""
+    weights = stage_dir(out, stages, stage) / WEIGHTS_NAME
+    if not weights.is_file():
+        return False
+    ckpt = load_checkpoint(weights)
+    if preset_to_dict(ckpt.preset) != preset_to_dict(preset):
+        raise CheckpointError(
+            f"{weights}: was trained with a different preset; refusing to resume "
+            "(start a new --out folder, or use the same preset and overrides)"
+        )
+    return ckpt.stage == stage and ckpt.step >= preset.train.for_stage(stage).iterations
+
+
 def train(
     preset: Preset,
     out: Path,
@@ -177,46 +217,106 @@ def train(
     stop_at: int | None = None,
     log: LogFn | None = None,
     device: torch.device | None = None,
+    stage: str | None = None,
 ) -> TrainResult:
     """Train ``preset`` into ``out``; with ``resume`` continue from ``out``'s last checkpoint.
 
-    ``stop_at`` ends the run early at that step (checkpointed), for time-sliced jobs; the
-    learning-rate schedule still spans ``preset.train.iterations``.
+    ``stage`` trains one stage only (its earlier stages must be finished in ``out``); None
+    trains every stage in order, skipping those already finished when resuming. ``stop_at``
+    ends a stage early at that step (checkpointed), for time-sliced jobs; the learning-rate
+    schedule still spans the stage's iterations.
     """
-    cfg = preset.train
+    stages = list(build_restorer(preset).stages)
+    if stage is not None and stage not in stages:
+        raise ValueError(f"{preset.name}: no stage {stage!r}; stages: {', '.join(stages)}")
+    todo = [stage] if stage is not None else stages
+    if resume and not any(_has_weights(stage_dir(out, stages, name)) for name in todo):
+        raise CheckpointError(f"{out}: no checkpoint to resume from (train without --resume)")
+    result: TrainResult | None = None
+    for name in todo:
+        iterations = preset.train.for_stage(name).iterations
+        if stage is None and resume and stage_finished(preset, out, stages, name):
+            result = TrainResult(stage_dir(out, stages, name) / WEIGHTS_NAME, iterations, {})
+            continue
+        result = _train_stage(
+            preset, out, stages, name, resume=resume, stop_at=stop_at, log=log, device=device
+        )
+        if result.step < iterations:  # stopped early: later stages wait for a --resume
+            break
+    assert result is not None
+    return result
+
+
+def _load_earlier_stages(out: Path, stages: list[str], stage: str, restorer: Restorer) -> None:
+    """Load the modules that earlier stages trained (and this one keeps frozen)."""
+    trained_here = set(restorer.trainable(stage))
+    for earlier in stages[: stages.index(stage)]:
+        weights = stage_dir(out, stages, earlier) / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(
+                f"stage {stage!r} needs the {earlier!r} stage first: no {weights} "
+                f"(train it with --stage {earlier}, or without --stage to run every stage)"
+            )
+        ckpt = load_checkpoint(weights)
+        if preset_to_dict(ckpt.preset) != preset_to_dict(restorer.preset):
+            raise CheckpointError(f"{weights}: was trained with a different preset")
+        frozen = {
+            n: m
+            for n, m in restorer.modules().items()
+            if n in set(restorer.trainable(earlier)) - trained_here
+        }
+        load_modules(frozen, ckpt)
+
+
+def _train_stage(
+    preset: Preset,
+    root: Path,
+    stages: list[str],
+    stage: str,
+    *,
+    resume: bool,
+    stop_at: int | None,
+    log: LogFn | None,
+    device: torch.device | None,
+) -> TrainResult:
+    cfg = preset.train.for_stage(stage)
+    out = stage_dir(root, stages, stage)
     device = rank_device(device or torch.device("cpu"))
     ctx = init_from_env(device)
     if cfg.batch % ctx.world:
         raise ValueError(f"train.batch={cfg.batch} does not split over {ctx.world} ranks")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     restorer = build_restorer(preset)
-    modules = restorer.modules()
-    for m in modules.values():
+    all_modules = restorer.modules()
+    for m in all_modules.values():
         m.to(device)
+    _load_earlier_stages(root, stages, stage, restorer)
+    modules = restorer.trainable(stage)
+    for name, m in all_modules.items():
+        m.requires_grad_(name in modules)
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.betas, cfg.weight_decay)
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()} if cfg.ema_decay else {}
     out.mkdir(parents=True, exist_ok=True)
-    step = _resume(out, restorer, emas, optimizer) if resume else 0
+    step = _resume(out, restorer, emas, optimizer, stage) if resume and _has_weights(out) else 0
     if ctx.is_main:
         _truncate_log(out / "log.jsonl", step)
-    sampler = build_sampler(preset, "train", batch=cfg.batch // ctx.world)
-    validate = _Validator(preset, device=device) if ctx.is_main else None
+    sampler = build_sampler(preset, "train", batch=cfg.batch // ctx.world, cfg=cfg)
+    validate = _Validator(preset, cfg, stage, device=device) if ctx.is_main else None
     end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
     last_val: dict[str, float] = {}
     log_file = (out / "log.jsonl").open("a") if ctx.is_main else None
     tic = time.perf_counter()
     try:
-        for m in modules.values():
-            m.train()
+        for name, m in all_modules.items():
+            m.train(name in modules)  # frozen modules stay in eval mode
         while step < end:
             lr = cosine_lr(step, cfg.iterations, cfg.lr, cfg.lr_min)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             g = step_generator(cfg.seed, step, ctx.rank)
-            batch = sampler.sample(g)
-            batch = Batch(lq=batch.lq.to(device), gt=batch.gt.to(device))
-            loss, scalars = restorer.loss(batch, g)
+            batch = sampler.sample(g).to(device)
+            loss, scalars = restorer.loss(batch, g, stage)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(params, ctx)
@@ -229,6 +329,7 @@ def train(
                 elapsed = time.perf_counter() - tic
                 record = {
                     "step": step,
+                    **({"stage": stage} if len(stages) > 1 else {}),
                     "lr": lr,
                     **scalars,
                     "sec_per_step": elapsed / cfg.log_every,
@@ -248,10 +349,10 @@ def train(
                 and cfg.val_every
                 and (step % cfg.val_every == 0 or step == end)
             ):
-                last_val = _validate(restorer, emas, validate)
+                last_val = _validate(restorer, modules, emas, validate)
                 record = {**record, "step": step, **last_val}
             if step % cfg.checkpoint_every == 0 or step == end:
-                _save(out, restorer, emas, optimizer, step)
+                _save(out, restorer, emas, optimizer, step, stage)
             if record and log_file is not None:
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
@@ -260,10 +361,14 @@ def train(
     finally:
         if log_file is not None:
             log_file.close()
-    if ctx.is_main and not (out / WEIGHTS_NAME).exists():  # zero steps: still leave a checkpoint
-        _save(out, restorer, emas, optimizer, step)
+    if ctx.is_main and not _has_weights(out):  # zero steps: still leave a checkpoint
+        _save(out, restorer, emas, optimizer, step, stage)
     barrier(ctx)
     return TrainResult(weights=out / WEIGHTS_NAME, step=step, last_val=last_val)
+
+
+def _has_weights(out: Path) -> bool:
+    return (out / WEIGHTS_NAME).is_file()
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -275,8 +380,12 @@ def _truncate_log(path: Path, step: int) -> None:
     path.write_text("".join(f"{line}\n" for line in kept))
 
 
-def _validate(restorer: Restorer, emas: dict[str, EMA], validate: _Validator) -> dict[str, float]:
-    modules = restorer.modules()
+def _validate(
+    restorer: Restorer,
+    modules: dict[str, nn.Module],
+    emas: dict[str, EMA],
+    validate: _Validator,
+) -> dict[str, float]:
     for m in modules.values():
         m.eval()
     result = {"val_loss": validate(restorer)}

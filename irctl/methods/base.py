@@ -74,19 +74,25 @@ class SampleOptions:
 
 class Restorer(Protocol):
     preset: Preset
-    stages: list[str]
+    stages: list[str]  # training stages in order, e.g. ["compressor", "diffusion"]
     stochastic: bool  # restore() runs a diffusion sampler: sampler, steps and seed matter
 
     def modules(self) -> dict[str, nn.Module]:
         """What a checkpoint holds, by name."""
         ...
 
+    def trainable(self, stage: str) -> dict[str, nn.Module]:
+        """The modules one training stage optimises (the others stay frozen)."""
+        ...
+
     def check_options(self, options: SampleOptions) -> None:
         """Raise ValueError (one line, for the user) if ``options`` cannot run on this model."""
         ...
 
-    def loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        """One training step's loss and the scalars worth logging."""
+    def loss(
+        self, batch: Batch, generator: torch.Generator, stage: str | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        """One training step's loss for ``stage`` (None: the last) and the scalars to log."""
         ...
 
     def restore(

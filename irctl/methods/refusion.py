@@ -3,26 +3,52 @@ a mean-reverting SDE whose mean is the LQ image; sampling runs the reverse SDE f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from irctl.config import Preset
-from irctl.data.datasets import Batch
+from irctl.data.batch import Batch
 from irctl.diffusion import mrsde
 from irctl.methods.base import Conditioning, ProgressFn, SampleOptions
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
 
 
-def nafnet_config(preset: Preset) -> NAFNetConfig:
+def nafnet_config(preset: Preset, channels: int = 3) -> NAFNetConfig:
+    """The preset's [network] for images (3 channels) or for a latent (its channel count)."""
     n = preset.network
     return NAFNetConfig(
         width=n.width,
         enc_blocks=n.enc_blocks,
         middle_blocks=n.middle_blocks,
         dec_blocks=n.dec_blocks,
+        channels=channels,
+        cond_scalars=n.cond_scalars,
     )
+
+
+def condition_tensor(
+    preset: Preset, cond: Conditioning | None, batch: int, device: torch.device
+) -> Tensor | None:
+    """The N×k conditioning tensor the network needs, or a one-line ValueError if the image
+    came without it (a bokeh model needs its source and target lens)."""
+    wanted = preset.network.cond_scalars
+    given = cond.scalars if cond is not None else ()
+    if len(given) != wanted:
+        raise ValueError(
+            f"{preset.name} needs {wanted} conditioning value(s) per image, got {len(given)}"
+            + (" (give the source and target lens)" if preset.task == "bokeh" else "")
+        )
+    return cond.tensor(batch, device) if wanted and cond is not None else None
+
+
+def bind_condition(net: Callable[..., Tensor], cond: Tensor | None) -> Callable[..., Tensor]:
+    """``net(*args)`` → ``net(*args, cond)`` when there is a condition (passed through tiling)."""
+    if cond is None:
+        return net
+    return lambda *args: net(*args, cond)
 
 
 class RefusionRestorer:
@@ -39,28 +65,19 @@ class RefusionRestorer:
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
 
-    def loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def trainable(self, stage: str) -> dict[str, nn.Module]:
+        return self.modules()
+
+    def loss(
+        self, batch: Batch, generator: torch.Generator, stage: str | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         """Refusion's matching loss (paper eq. 6, official ``MatchingLoss``): L1 between one reverse
         SDE step driven by the predicted noise and the optimal reverse state x*_{t−1}."""
         mu, x0 = batch.lq, batch.gt
         n = x0.shape[0]
         t = torch.randint(1, self.schedule.T + 1, (n,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        return self.matching_loss(x0, mu, t, noise)
-
-    def matching_loss(
-        self, x0: Tensor, mu: Tensor, t: Tensor, noise: Tensor
-    ) -> tuple[Tensor, dict[str, float]]:
-        """The loss for given (t, noise): also used for validation on fixed pairs."""
-        sched = self.schedule
-        ts = [int(v) for v in t.tolist()]
-        prev = [v - 1 for v in ts]
-        x_t = mrsde.forward_sample(x0, mu, sched, ts, noise)
-        score = mrsde.score_from_noise(self.net(x_t, mu, t.to(x0.device)), sched, ts)
-        x_prev_hat = mrsde.reverse_sde_mean(x_t, mu, score, sched, ts, prev)
-        x_prev_opt = mrsde.optimal_reverse_state(x_t, x0, mu, sched, ts, prev)
-        loss = (x_prev_hat - x_prev_opt).abs().mean()
-        return loss, {"loss": float(loss.detach())}
+        return matching_loss(self.net, self.schedule, x0, mu, t, noise, batch.cond)
 
     def check_options(self, options: SampleOptions) -> None:
         if options.sampler not in mrsde.SAMPLERS:
@@ -82,9 +99,44 @@ class RefusionRestorer:
         callback: ProgressFn | None = None,
     ) -> Tensor:
         self.check_options(options)
-        sampler = mrsde.SAMPLERS[options.sampler]
-        noise = mrsde.randn_like(lq, generator)
-        x_T = mrsde.terminal_sample(lq, self.schedule, noise)
-        net = options.tiler.wrap(self.net)
-        step_callback = (lambda i, n, _x: callback(i + 1, n)) if callback else None
-        return sampler(net, x_T, lq, self.schedule, options.steps, generator, step_callback)
+        c = condition_tensor(self.preset, cond, lq.shape[0], lq.device)
+        net = bind_condition(options.tiler.wrap(self.net), c)
+        return sample_reverse(net, lq, self.schedule, options, generator, callback)
+
+
+def matching_loss(
+    net: nn.Module,
+    sched: mrsde.MRSDESchedule,
+    x0: Tensor,
+    mu: Tensor,
+    t: Tensor,
+    noise: Tensor,
+    cond: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Refusion's matching loss (paper eq. 6, official ``MatchingLoss``) for given (t, noise):
+    L1 between one reverse SDE step driven by the predicted noise and the optimal reverse state
+    x*_{t−1}. Pixel and latent Refusion share it; validation uses fixed (t, noise)."""
+    ts = [int(v) for v in t.tolist()]
+    prev = [v - 1 for v in ts]
+    x_t = mrsde.forward_sample(x0, mu, sched, ts, noise)
+    eps_hat = net(x_t, mu, t.to(x0.device)) if cond is None else net(x_t, mu, t.to(x0.device), cond)
+    score = mrsde.score_from_noise(eps_hat, sched, ts)
+    x_prev_hat = mrsde.reverse_sde_mean(x_t, mu, score, sched, ts, prev)
+    x_prev_opt = mrsde.optimal_reverse_state(x_t, x0, mu, sched, ts, prev)
+    loss = (x_prev_hat - x_prev_opt).abs().mean()
+    return loss, {"loss": float(loss.detach())}
+
+
+def sample_reverse(
+    net: Callable[..., Tensor],
+    mu: Tensor,
+    sched: mrsde.MRSDESchedule,
+    options: SampleOptions,
+    generator: torch.Generator | None,
+    callback: ProgressFn | None,
+) -> Tensor:
+    """Run the chosen reverse sampler from x_T = μ + λz (pixel or latent space alike)."""
+    sampler = mrsde.SAMPLERS[options.sampler]
+    x_T = mrsde.terminal_sample(mu, sched, mrsde.randn_like(mu, generator))
+    step_callback = (lambda i, n, _x: callback(i + 1, n)) if callback else None
+    return sampler(net, x_T, mu, sched, options.steps, generator, step_callback)

@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from irctl.config import Preset
-from irctl.data.datasets import Batch
+from irctl.data.batch import Batch
 from irctl.methods.base import Conditioning, ProgressFn, SampleOptions
-from irctl.methods.refusion import nafnet_config
+from irctl.methods.refusion import bind_condition, condition_tensor, nafnet_config
 from irctl.nets.nafnet import NAFNet
 
 
@@ -26,8 +26,13 @@ class RegressionRestorer:
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
 
-    def loss(self, batch: Batch, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        loss = (self.net(batch.lq) - batch.gt).abs().mean()
+    def trainable(self, stage: str) -> dict[str, nn.Module]:
+        return self.modules()
+
+    def loss(
+        self, batch: Batch, generator: torch.Generator, stage: str | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        loss = (self.net(batch.lq, batch.cond) - batch.gt).abs().mean()
         return loss, {"loss": float(loss.detach())}
 
     def check_options(self, options: SampleOptions) -> None:
@@ -42,7 +47,8 @@ class RegressionRestorer:
         cond: Conditioning | None = None,
         callback: ProgressFn | None = None,
     ) -> Tensor:
-        restored = options.tiler.wrap(self.net)(lq)
+        c = condition_tensor(self.preset, cond, lq.shape[0], lq.device)
+        restored = bind_condition(options.tiler.wrap(self.net), c)(lq)
         if callback is not None:
             callback(1, 1)
         return restored

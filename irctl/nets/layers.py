@@ -57,3 +57,31 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, t: Tensor) -> Tensor:
         return self.mlp(sinusoidal_embedding(t, self.width))
+
+
+class ScalarEmbedding(nn.Module):
+    """Global scalars (bokeh: source and target lens codes) embedded as in the official
+    latent-bokeh network: each value ×10 gets the sinusoid of dim ``width``, the k embeddings are
+    concatenated → Linear(k·width → 8·width) → SimpleGate → Linear(4·width → 4·width)."""
+
+    scale = 10.0  # f-numbers like 1.8 and 1.4 would be too close on the sinusoid otherwise
+
+    def __init__(self, count: int, width: int) -> None:
+        super().__init__()
+        self.count = count
+        self.width = width
+        self.mlp = nn.Sequential(
+            nn.Linear(count * width, width * 8), SimpleGate(), nn.Linear(width * 4, width * 4)
+        )
+
+    @property
+    def out_dim(self) -> int:
+        return self.width * 4
+
+    def forward(self, scalars: Tensor) -> Tensor:
+        if scalars.ndim != 2 or scalars.shape[1] != self.count:
+            raise ValueError(f"expected N×{self.count} conditioning scalars, got {scalars.shape}")
+        parts = [
+            sinusoidal_embedding(scalars[:, i] * self.scale, self.width) for i in range(self.count)
+        ]
+        return self.mlp(torch.cat(parts, dim=-1))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from irctl.nets.layers import LayerNorm2d, SimpleGate, TimeEmbedding
+from irctl.nets.layers import LayerNorm2d, ScalarEmbedding, SimpleGate, TimeEmbedding
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class NAFNetConfig:
     middle_blocks: int = 1
     dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
     channels: int = 3
+    cond_scalars: int = 0  # global conditioning scalars (bokeh lens codes); 0 = none
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -40,12 +41,18 @@ class NAFNetConfig:
 
 
 class NAFBlock(nn.Module):
-    """NAFNet block; with ``time_dim`` the LN outputs are modulated by x(1 + scale) + shift."""
+    """NAFNet block; with ``time_dim`` the LN outputs are modulated by x(1 + scale) + shift.
 
-    def __init__(self, c: int, time_dim: int | None = None) -> None:
+    With ``cond_dim`` a global condition (bokeh's lens embedding) modulates the FFN after its
+    SimpleGate, before the last 1×1 conv, as the official latent-bokeh block does."""
+
+    def __init__(self, c: int, time_dim: int | None = None, cond_dim: int | None = None) -> None:
         super().__init__()
         self.time_proj = (
             nn.Sequential(SimpleGate(), nn.Linear(time_dim // 2, c * 4)) if time_dim else None
+        )
+        self.cond_proj = (
+            nn.Sequential(SimpleGate(), nn.Linear(cond_dim // 2, c * 2)) if cond_dim else None
         )
         self.norm1 = LayerNorm2d(c)
         self.conv1 = nn.Conv2d(c, 2 * c, 1)
@@ -60,7 +67,9 @@ class NAFBlock(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
         self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
 
-    def forward(self, inp: Tensor, temb: Tensor | None = None) -> Tensor:
+    def forward(
+        self, inp: Tensor, temb: Tensor | None = None, cemb: Tensor | None = None
+    ) -> Tensor:
         if self.time_proj is not None and temb is not None:
             mod = self.time_proj(temb)[..., None, None]
             shift_att, scale_att, shift_ffn, scale_ffn = mod.chunk(4, dim=1)
@@ -75,14 +84,20 @@ class NAFBlock(nn.Module):
         x = self.norm2(y)
         if scale_ffn is not None:
             x = x * (1 + scale_ffn) + shift_ffn
-        x = self.conv5(self.gate(self.conv4(x)))
+        x = self.gate(self.conv4(x))
+        if self.cond_proj is not None and cemb is not None:
+            scale_cond, shift_cond = self.cond_proj(cemb)[..., None, None].chunk(2, dim=1)
+            x = x * (1 + scale_cond) + shift_cond
+        x = self.conv5(x)
         return y + x * self.gamma
 
 
 class _UNetBody(nn.Module):
     """NAFNet's encoder/middle/decoder, shared by the plain and the conditional networks."""
 
-    def __init__(self, cfg: NAFNetConfig, in_channels: int, time_dim: int | None) -> None:
+    def __init__(
+        self, cfg: NAFNetConfig, in_channels: int, time_dim: int | None, cond_dim: int | None
+    ) -> None:
         super().__init__()
         w = cfg.width
         self.multiple = cfg.multiple
@@ -94,16 +109,18 @@ class _UNetBody(nn.Module):
         self.decoders = nn.ModuleList()
         c = w
         for n in cfg.enc_blocks:
-            self.encoders.append(nn.ModuleList([NAFBlock(c, time_dim) for _ in range(n)]))
+            self.encoders.append(nn.ModuleList([NAFBlock(c, time_dim, cond_dim) for _ in range(n)]))
             self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
             c *= 2
-        self.middle = nn.ModuleList([NAFBlock(c, time_dim) for _ in range(cfg.middle_blocks)])
+        self.middle = nn.ModuleList(
+            [NAFBlock(c, time_dim, cond_dim) for _ in range(cfg.middle_blocks)]
+        )
         for n in cfg.dec_blocks:
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
-            self.decoders.append(nn.ModuleList([NAFBlock(c, time_dim) for _ in range(n)]))
+            self.decoders.append(nn.ModuleList([NAFBlock(c, time_dim, cond_dim) for _ in range(n)]))
 
-    def forward(self, x: Tensor, temb: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, temb: Tensor | None, cemb: Tensor | None = None) -> Tensor:
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % self.multiple, (-w) % self.multiple
         x = F.pad(x, (0, pad_w, 0, pad_h))
@@ -111,16 +128,41 @@ class _UNetBody(nn.Module):
         skips = []
         for blocks, down in zip(self.encoders, self.downs, strict=True):
             for block in blocks:
-                x = block(x, temb)
+                x = block(x, temb, cemb)
             skips.append(x)
             x = down(x)
         for block in self.middle:
-            x = block(x, temb)
+            x = block(x, temb, cemb)
         for up, blocks, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
             x = up(x) + skip
             for block in blocks:
-                x = block(x, temb)
+                x = block(x, temb, cemb)
         return self.ending(x)[..., :h, :w]
+
+
+def _per_sample(emb: Tensor, n: int) -> Tensor:
+    """Embeddings for n inputs: the tiler stacks the tiles of each image batch tile-major, so a
+    per-image embedding repeats whole for every tile."""
+    return emb if emb.shape[0] == n else emb.repeat(n // emb.shape[0], 1)
+
+
+class _CondEmbedding(nn.Module):
+    """Optional global conditioning (cfg.cond_scalars scalars per image)."""
+
+    def __init__(self, cfg: NAFNetConfig) -> None:
+        super().__init__()
+        self.embed = ScalarEmbedding(cfg.cond_scalars, cfg.width) if cfg.cond_scalars else None
+
+    @property
+    def out_dim(self) -> int | None:
+        return self.embed.out_dim if self.embed is not None else None
+
+    def forward(self, cond: Tensor | None, n: int) -> Tensor | None:
+        if self.embed is None:
+            return None
+        if cond is None:
+            raise ValueError(f"this network needs {self.embed.count} conditioning scalars")
+        return _per_sample(self.embed(cond.float()), n)
 
 
 class NAFNet(nn.Module):
@@ -128,24 +170,31 @@ class NAFNet(nn.Module):
 
     def __init__(self, cfg: NAFNetConfig) -> None:
         super().__init__()
-        self.body = _UNetBody(cfg, cfg.channels, time_dim=None)
+        self.cond = _CondEmbedding(cfg)
+        self.body = _UNetBody(cfg, cfg.channels, time_dim=None, cond_dim=self.cond.out_dim)
 
-    def forward(self, lq: Tensor) -> Tensor:
-        return lq + self.body(lq, None)
+    def forward(self, lq: Tensor, cond: Tensor | None = None) -> Tensor:
+        return lq + self.body(lq, None, self.cond(cond, lq.shape[0]))
 
 
 class ConditionalNAFNet(nn.Module):
-    """Refusion's noise network: ε̂ = net(x_t, μ, t), input concat[x_t − μ, μ]."""
+    """Refusion's noise network: ε̂ = net(x_t, μ, t[, cond]), input concat[x_t − μ, μ]."""
 
     def __init__(self, cfg: NAFNetConfig) -> None:
         super().__init__()
         self.time_embedding = TimeEmbedding(cfg.width)
-        self.body = _UNetBody(cfg, 2 * cfg.channels, time_dim=self.time_embedding.out_dim)
+        self.cond = _CondEmbedding(cfg)
+        self.body = _UNetBody(
+            cfg, 2 * cfg.channels, time_dim=self.time_embedding.out_dim, cond_dim=self.cond.out_dim
+        )
 
-    def forward(self, x_t: Tensor, mu: Tensor, t: Tensor | int) -> Tensor:
+    def forward(
+        self, x_t: Tensor, mu: Tensor, t: Tensor | int, cond: Tensor | None = None
+    ) -> Tensor:
+        n = x_t.shape[0]
         if not torch.is_tensor(t):
-            t = torch.full((x_t.shape[0],), float(t), device=x_t.device)
+            t = torch.full((n,), float(t), device=x_t.device)
         elif t.ndim == 0:
-            t = t.expand(x_t.shape[0])
-        temb = self.time_embedding(t.to(x_t.device))
-        return self.body(torch.cat([x_t - mu, mu], dim=1), temb)
+            t = t.expand(n)
+        temb = _per_sample(self.time_embedding(t.to(x_t.device)), n)
+        return self.body(torch.cat([x_t - mu, mu], dim=1), temb, self.cond(cond, n))
