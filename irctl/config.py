@@ -34,6 +34,8 @@ class DegradationConfig:
     # bokeh: lens pairs drawn from these names; blur radius at f/1.8 for the farthest defocus
     lenses: tuple[str, ...] = ()
     bokeh_max_radius: float = 8.0  # pixels
+    #: (source, target) lens `restore` assumes for an image with no lens metadata
+    lens_default: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class Preset:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     weights: str | None = None  # relative to the presets folder
+    default: bool = False  # the model `irctl restore --task <task>` uses
 
     def replace(self, **changes: Any) -> Preset:
         return dataclasses.replace(self, **changes)
@@ -249,6 +252,18 @@ def apply_overrides(preset: Preset, overrides: list[str]) -> Preset:
             raise PresetError(f"override {item!r}: unknown key {leaf!r}")
         node[leaf] = value
     return preset_from_dict(data, where="preset with overrides")
+
+
+def default_preset_for_task(task: str) -> str:
+    """The preset marked ``default = true`` for ``task``, else ``<task>-tiny``."""
+    for name in available_presets():
+        preset = load_preset(name)
+        if preset.task == task and preset.default:
+            return name
+    if (presets_dir() / f"{task}-tiny.toml").is_file():
+        return f"{task}-tiny"
+    tasks = sorted({load_preset(n).task for n in available_presets()})
+    raise PresetError(f"no model for task {task!r}; tasks: {', '.join(tasks)}")
 
 
 def weights_path(preset: Preset) -> Path | None:

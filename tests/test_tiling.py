@@ -267,3 +267,38 @@ def test_preset_tiler_is_aligned_to_the_network():
     assert options.tiler.align == 2 ** len(preset.network.enc_blocks)
     assert (options.tiler.tile, options.tiler.overlap) == (300, 40)
     assert options.steps == preset.sampler.steps
+
+
+# --- tiling on a coarser grid (latent Refusion's compressor) -------------------------------------
+
+
+def test_grid_tiling_of_a_downscaling_net_matches_untiled():
+    """An 'encoder' that maps each aligned 4×4 block to one latent pixel is local on the latent
+    grid, so tiles laid out on that grid reproduce the untiled latent (blend weights sum to 1)."""
+    x = _image((2, 3, 4 * 21, 4 * 30), seed=3)
+
+    def encode(img: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(img, 4) * 3.0
+
+    tiled = Tiler(tile=8, overlap=3, batch=2, align=2).wrap(encode, grid=4)(x)
+    assert tiled.shape == (2, 3, 21, 30)
+    assert torch.allclose(tiled, encode(x), atol=1e-6, rtol=0)
+
+
+def test_grid_tiling_of_an_upscaling_net_cuts_each_argument_at_its_own_scale():
+    """A 'decoder' taking (latent, image at 4× the latent size) gets matching boxes of both; a
+    box mismatch would add the wrong image pixels and show up as a large error."""
+    z = _image((1, 3, 13, 17), seed=4)
+    img = _image((1, 3, 52, 68), seed=5)
+
+    def decode(latent: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(latent, scale_factor=4, mode="nearest") + image
+
+    tiled = Tiler(tile=6, overlap=2, batch=3).wrap(decode)(z, img)
+    assert tiled.shape == img.shape
+    assert torch.allclose(tiled, decode(z, img), atol=1e-6, rtol=0)
+
+
+def test_grid_must_divide_the_input():
+    with pytest.raises(ValueError, match="multiple of the grid"):
+        Tiler(tile=8, overlap=2).wrap(lambda a: a, grid=4)(_image((1, 3, 30, 32)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -10,6 +11,17 @@ from rich.table import Table
 
 from irctl.cli.common import EXIT_USAGE, stderr_console
 from irctl.config import PresetError
+
+
+def _size_list(text: str) -> list[tuple[int, int]]:
+    from irctl.engine.benchmark import parse_size
+
+    try:
+        return [parse_size(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected comma-separated sizes like 1024 or 6000x4000, got {text!r}"
+        ) from None
 
 
 def _int_list(text: str) -> list[int]:
@@ -23,7 +35,11 @@ def benchmark(
     task: str = typer.Option("denoise", "--task", "-t", help="Task whose bundled model to time."),
     preset: str = typer.Option(None, "--preset", "-p", help="Preset with bundled weights."),
     weights: Path = typer.Option(None, "--weights", "-w", help="A .safetensors checkpoint."),
-    sizes: str = typer.Option("256,1024", "--sizes", help="Square image sizes, comma-separated."),
+    sizes: str = typer.Option(
+        "256,1024",
+        "--sizes",
+        help="Image sizes, comma-separated: 1024 (square) or WIDTHxHEIGHT, e.g. 6000x4000.",
+    ),
     tiles: str = typer.Option(
         "256", "--tiles", help="Tile sizes to time, comma-separated (0 = untiled)."
     ),
@@ -37,6 +53,12 @@ def benchmark(
         True,
         "--compare-untiled/--no-compare-untiled",
         help="Also run untiled and report the max abs difference of each tiled output.",
+    ),
+    flops: str = typer.Option(
+        None,
+        "--flops",
+        help="Count GMACs per image and per step at 256² for these presets (comma-separated), "
+        "then the benchmarked model; the last column compares each to it.",
     ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
@@ -54,7 +76,15 @@ def benchmark(
     """
     import torch
 
-    from irctl.engine.benchmark import ModelSpec, markdown_table, rows_as_dicts, run_benchmark
+    from irctl.engine.benchmark import (
+        ModelSpec,
+        flops_markdown,
+        markdown_table,
+        restore_flops,
+        rows_as_dicts,
+        run_benchmark,
+        size_label,
+    )
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.restore import load_restorer
@@ -69,7 +99,7 @@ def benchmark(
         raise typer.Exit(EXIT_USAGE) from None
     if threads:
         torch.set_num_threads(threads)
-    size_list, tile_list = _int_list(sizes), _int_list(tiles)
+    size_list, tile_list = _size_list(sizes), _int_list(tiles)
     defaults = SampleOptions.from_preset(restorer.preset, sampler=sampler, steps=steps)
     steps, sampler = defaults.steps, defaults.sampler
     try:
@@ -88,12 +118,12 @@ def benchmark(
     def on_row(row) -> None:
         diff = "—" if row.max_abs_diff_vs_untiled is None else f"{row.max_abs_diff_vs_untiled:.2e}"
         console.print(
-            f"  {row.size}² tile {row.tile or 'off'}: {row.seconds:.2f} s, "
+            f"  {size_label(row.size, row.height)} tile {row.tile or 'off'}: {row.seconds:.2f} s, "
             f"{row.peak_memory_mib:.0f} MiB peak",
             markup=False,
         )
         table.add_row(
-            f"{row.size}²",
+            size_label(row.size, row.height),
             str(row.tile or "off"),
             str(row.tile_batch) if row.tile else "—",
             str(row.steps),
@@ -126,18 +156,35 @@ def benchmark(
         on_row=on_row,
     )
     console.print(table)
+    flops_rows = []
+    if flops is not None:
+        try:
+            others = [
+                load_restorer(weights=None, preset=name.strip(), task=None, device=torch_device)
+                for name in flops.split(",")
+                if name.strip()
+            ]
+        except (CheckpointError, PresetError, ValueError) as err:
+            console.print(f"error: {err}", markup=False)
+            raise typer.Exit(EXIT_USAGE) from None
+        for r in [*others, restorer]:
+            flops_rows.append(restore_flops(r, 256, SampleOptions.from_preset(r.preset)))
+        console.print(flops_markdown(flops_rows), markup=False)
     result = {
         "preset": restorer.preset.name,
         "device": str(torch_device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "rows": rows_as_dicts(rows),
+        "flops": [asdict(r) for r in flops_rows],
     }
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(markdown_table(rows))
+        markdown.write_text(
+            markdown_table(rows) + (f"\n{flops_markdown(flops_rows)}" if flops_rows else "")
+        )
     if json_out:
         typer.echo(json.dumps(result))

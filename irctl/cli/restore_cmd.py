@@ -49,6 +49,20 @@ def restore(
         None, "--tile-overlap", help="Overlap between tiles (pixels)."
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same bytes."),
+    src_lens: str = typer.Option(
+        None,
+        "--src-lens",
+        help="bokeh: the lens every input was taken with (e.g. Sony50mmf16.0BS).",
+    ),
+    tgt_lens: str = typer.Option(
+        None, "--tgt-lens", help="bokeh: the lens the outputs should look taken with."
+    ),
+    lens_meta: Path = typer.Option(
+        None,
+        "--lens-meta",
+        help="bokeh: per-image lenses, CSV (file,src_lens,tgt_lens) or JSON "
+        "(default: lenses.csv or lenses.json in --src).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     ext: str = typer.Option(
         None, "--ext", help="Output format (png, tif, jpg) (default: same as input)."
@@ -69,6 +83,8 @@ def restore(
       irctl restore --task denoise --src noisy/ --dst restored/
 
       find shots -name '*.png' | irctl restore --src - --dst restored/ --json
+
+      irctl restore --task bokeh --src in/ --dst out/ --src-lens Sony50mmf16.0BS --tgt-lens Sony50mmf1.8BS
 
     Outputs keep the input's format, bit depth (8/16-bit, float TIFF), alpha channel and
     grey/colour layout. Each output is written atomically, so an interrupted run can simply be
@@ -108,6 +124,10 @@ def restore(
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     files = shard(files, rank, world)
     src_root = Path(src) if src != "-" and Path(src).is_dir() else None
+    try:
+        conditioner = _conditioner(resolved, src_root, src_lens, tgt_lens, lens_meta)
+    except ValueError as err:
+        raise usage_error(str(err)) from None
     dst.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_partials(dst):
         console.print(f"removed an unfinished temp file from an interrupted run: {stale}")
@@ -161,6 +181,7 @@ def restore(
             on_error=on_error,
             on_done=on_done,
             on_step=on_step,
+            conditioner=conditioner,
         )
     n_failed = len(summary.failed) + len(plan.errors)
     console.print(
@@ -182,3 +203,22 @@ def restore(
             )
         )
     raise typer.Exit(EXIT_PARTIAL_FAILURE if n_failed else EXIT_OK)
+
+
+def _conditioner(preset, src_root, src_lens, tgt_lens, lens_meta):
+    """Per-image conditioning for models that take it (bokeh: lenses), else None. Lens options
+    given to a model that takes no lens are a usage error, not silently ignored."""
+    from irctl.io.lens_meta import build_lens_conditioner
+
+    lens_given = src_lens is not None or tgt_lens is not None or lens_meta is not None
+    if not preset.network.cond_scalars:
+        if lens_given:
+            raise ValueError(f"{preset.name} ({preset.task}) takes no lens; drop the lens options")
+        return None
+    return build_lens_conditioner(
+        meta=lens_meta,
+        src_root=src_root,
+        src_lens=src_lens,
+        tgt_lens=tgt_lens,
+        preset_default=preset.degradation.lens_default,
+    )

@@ -1,10 +1,15 @@
 """Speed and memory of ``restore`` at given sizes, and how much tiling changes the output.
 
-Numbers are reported, never asserted: machines are noisy. Every measurement runs in a fresh
-process, because an allocator keeps memory a previous run freed: the peak resident set size of
+Numbers are reported, never asserted: machines are noisy. Sizes are width × height. Every
+measurement runs in a fresh process, because an allocator keeps memory a previous run freed: the peak resident set size of
 a process that already restored a larger image says nothing about the current one. Peak memory
 is that process's peak RSS on the CPU (so it includes the ~0.3 GB of torch itself) and
 ``max_memory_allocated`` on CUDA.
+
+FLOPs are counted, not estimated: torch's FlopCounterMode over one whole ``restore`` with one and
+with two sampler steps; the difference is one step's cost, the rest is paid once per image (a
+latent method's compressor). Reported as multiply-accumulates (GMACs), the unit papers call
+"FLOPs" (Refusion Table 4).
 """
 
 from __future__ import annotations
@@ -13,12 +18,11 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.transform import resize
 
 from irctl.config import Preset
 from irctl.data.datasets import load_photo
@@ -41,7 +45,8 @@ class ModelSpec:
 
 @dataclass
 class BenchmarkRow:
-    size: int
+    size: int  # width (kept as "size" for square-image tables)
+    height: int
     tile: int
     tile_batch: int
     steps: int
@@ -52,14 +57,33 @@ class BenchmarkRow:
     max_abs_diff_vs_untiled: float | None
 
 
-def benchmark_image(size: int, photo: str = "chelsea") -> Image:
-    """A held-out photo resized to size×size: real image content, as 8-bit input."""
-    pixels = resize(load_photo(photo), (size, size, 3), order=1, anti_aliasing=True)
-    return Image(pixels=pixels.astype(np.float32), alpha=None, dtype=np.dtype(np.uint8))
+def parse_size(text: str) -> tuple[int, int]:
+    """``1024`` → (1024, 1024); ``6000x4000`` → (width 6000, height 4000)."""
+    width, _, height = text.strip().lower().replace("×", "x").partition("x")
+    w, h = int(width), int(height or width)
+    if w < 1 or h < 1:
+        raise ValueError(f"image size must be positive, got {text!r}")
+    return w, h
+
+
+def size_label(width: int, height: int) -> str:
+    return f"{width}²" if width == height else f"{width}×{height}"
+
+
+def benchmark_image(width: int, height: int | None = None, photo: str = "chelsea") -> Image:
+    """A held-out photo resized to width×height: real image content, as 8-bit input. Resized as
+    8 bits with PIL, so a 6000×4000 test image costs its float32 pixels and nothing more."""
+    from PIL import Image as PILImage
+
+    height = height or width
+    photo8 = (load_photo(photo) * 255.0 + 0.5).astype(np.uint8)
+    resized = PILImage.fromarray(photo8).resize((width, height), PILImage.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    return Image(pixels=pixels, alpha=None, dtype=np.dtype(np.uint8))
 
 
 def _measure(
-    spec: ModelSpec, size: int, options: SampleOptions, seed: int
+    spec: ModelSpec, size: tuple[int, int], options: SampleOptions, seed: int
 ) -> tuple[np.ndarray, float, int]:
     """Runs in a fresh process: load the model, warm up, restore one image, and report
     (output, seconds, peak bytes)."""
@@ -68,11 +92,13 @@ def _measure(
     device = resolve_device(spec.device)
     weights = Path(spec.weights) if spec.weights else None
     restorer = load_restorer(weights=weights, preset=spec.preset, task=spec.task, device=device)
-    image = benchmark_image(size)
-    # One-step warm-up: the first network calls pay for kernel selection and allocator growth,
-    # which is not the per-image cost of a batch.
+    # One-step warm-up on a small image: the first network calls pay for kernel selection,
+    # which is not the per-image cost of a batch (a full-size warm-up would double the time of
+    # a 6000×4000 run and tell nothing more).
     warm_up = SampleOptions(sampler=options.sampler, steps=1, tiler=options.tiler)
-    restore_image(restorer, image, warm_up, seed=seed, device=device)
+    small = benchmark_image(min(size[0], 256), min(size[1], 256))
+    restore_image(restorer, small, warm_up, seed=seed, device=device)
+    image = benchmark_image(*size)
     reset_peak_memory(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -84,7 +110,7 @@ def _measure(
 
 
 def _measure_in_fresh_process(
-    spec: ModelSpec, size: int, options: SampleOptions, seed: int
+    spec: ModelSpec, size: tuple[int, int], options: SampleOptions, seed: int
 ) -> tuple[np.ndarray, float, int]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
@@ -95,7 +121,7 @@ def run_benchmark(
     spec: ModelSpec,
     preset: Preset,
     *,
-    sizes: list[int],
+    sizes: list[tuple[int, int]],
     tiles: list[int],
     steps: int | None = None,
     sampler: str | None = None,
@@ -132,13 +158,14 @@ def run_benchmark(
                 out, seconds, peak = _measure_in_fresh_process(spec, size, options, seed)
             diff = float(np.abs(out - reference[0]).max()) if reference is not None else None
             row = BenchmarkRow(
-                size=size,
+                size=size[0],
+                height=size[1],
                 tile=tile,
                 tile_batch=options.tiler.batch,
                 steps=options.steps,
                 sampler=options.sampler,
                 seconds=seconds,
-                megapixels_per_second=size * size / 1e6 / seconds,
+                megapixels_per_second=size[0] * size[1] / 1e6 / seconds,
                 peak_memory_mib=peak / 2**20,
                 max_abs_diff_vs_untiled=diff,
             )
@@ -161,8 +188,62 @@ def markdown_table(rows: list[BenchmarkRow]) -> str:
     for r in rows:
         diff = "—" if r.max_abs_diff_vs_untiled is None else f"{r.max_abs_diff_vs_untiled:.2e}"
         lines.append(
-            f"| {r.size}² | {r.tile or 'off'} | {r.tile_batch if r.tile else '—'} | {r.sampler} "
+            f"| {size_label(r.size, r.height)} | {r.tile or 'off'} | {r.tile_batch if r.tile else '—'} | {r.sampler} "
             f"| {r.steps} | {r.seconds:.2f} | {r.megapixels_per_second:.4f} "
             f"| {r.peak_memory_mib:.0f} | {diff} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class FlopsRow:
+    preset: str
+    size: int
+    gmacs_once: float  # per image, independent of the step count (compressor encode/decode)
+    gmacs_per_step: float
+
+
+def count_macs(fn: Callable[[], object]) -> float:
+    """Multiply-accumulates of one call (FlopCounterMode counts 2 FLOPs per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 2
+
+
+def restore_flops(restorer, size: int, options: SampleOptions, seed: int = 0) -> FlopsRow:
+    """Per-image and per-step GMACs of ``restore`` on a size×size image, untiled (the paper's
+    Table 4 convention: 256²)."""
+    from irctl.methods.base import Conditioning
+
+    image = benchmark_image(size)
+    lq = torch.from_numpy(image.pixels.transpose(2, 0, 1).copy())[None]
+    cond = Conditioning(scalars=(0.0,) * restorer.preset.network.cond_scalars)
+    untiled = replace(options.tiler, tile=0)
+
+    def run(steps: int) -> float:
+        opts = replace(options, steps=steps, tiler=untiled)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.inference_mode():
+            return count_macs(lambda: restorer.restore(lq, opts, generator, cond=cond))
+
+    one, two = (run(1), run(2)) if restorer.stochastic else (run(1), run(1))
+    per_step = two - one if restorer.stochastic else one
+    return FlopsRow(restorer.preset.name, size, (one - per_step) / 1e9, per_step / 1e9)
+
+
+def flops_markdown(rows: list[FlopsRow]) -> str:
+    """GMACs per image and per sampler step, and each model's per-step cost relative to the
+    last row (e.g. pixel vs latent Refusion: the paper's ~15×)."""
+    ref = rows[-1].gmacs_per_step
+    lines = [
+        "| model | image | GMACs once per image | GMACs per step | per-step cost vs last row |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.preset} | {r.size}² | {r.gmacs_once:.2f} | {r.gmacs_per_step:.3f} "
+            f"| {r.gmacs_per_step / ref:.1f}× |"
         )
     return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irctl.config import Preset, load_preset, weights_path
+from irctl.config import Preset, default_preset_for_task, load_preset, weights_path
 from irctl.engine.checkpoint import CheckpointError, load_checkpoint, load_modules
 from irctl.io.folders import output_path
 from irctl.io.images import Image, ImageReadError, read_image, write_image
@@ -57,7 +57,7 @@ def load_restorer(
         ckpt = load_checkpoint(weights)
         resolved: Preset = ckpt.preset
     else:
-        resolved = load_preset(preset or f"{task}-tiny")
+        resolved = load_preset(preset or default_preset_for_task(task or "denoise"))
         bundled = weights_path(resolved)
         if bundled is None or not bundled.is_file():
             raise CheckpointError(
@@ -67,6 +67,11 @@ def load_restorer(
             )
         ckpt = load_checkpoint(bundled)
     restorer = build_restorer(resolved)
+    if ckpt.stage != restorer.stages[-1]:
+        raise CheckpointError(
+            f"{weights or bundled}: holds the {ckpt.stage!r} stage of {resolved.name}; restoring "
+            f"needs the finished {restorer.stages[-1]!r} stage"
+        )
     load_modules(restorer.modules(), ckpt)
     for module in restorer.modules().values():
         module.to(device).eval()
@@ -171,10 +176,12 @@ def run_jobs(
     on_error: Callable[[Path, str], None],
     on_done: Callable[[Job, float], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    conditioner: Callable[[Path], Conditioning] | None = None,
     readers: int = 2,
     writers: int = 2,
 ) -> RestoreSummary:
-    """Restore every job; never raises for a per-file problem."""
+    """Restore every job; never raises for a per-file problem. ``conditioner`` gives each
+    file's task-specific inputs (bokeh: its lenses)."""
     summary = RestoreSummary()
     lock = threading.Lock()
     tic = time.perf_counter()
@@ -203,8 +210,9 @@ def run_jobs(
                 continue
             started = time.perf_counter()
             try:
+                cond = conditioner(job.src) if conditioner is not None else None
                 pixels = restore_image(
-                    restorer, image, options, seed=seed, device=device, callback=on_step
+                    restorer, image, options, seed=seed, device=device, callback=on_step, cond=cond
                 )
             except (RuntimeError, ValueError, MemoryError) as err:  # e.g. out of memory
                 fail(job.src, f"restore failed: {str(err).strip().splitlines()[0]}")

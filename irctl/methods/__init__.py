@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from irctl.config import Preset
 from irctl.methods.base import Restorer
+from irctl.methods.latent_refusion import LatentRefusionRestorer
 from irctl.methods.refusion import RefusionRestorer
 from irctl.methods.regression import RegressionRestorer
 
 METHODS: dict[str, type] = {
     "refusion": RefusionRestorer,
+    "latent_refusion": LatentRefusionRestorer,
     "regression": RegressionRestorer,
 }
 

@@ -80,14 +80,7 @@ class RefusionRestorer:
         return matching_loss(self.net, self.schedule, x0, mu, t, noise, batch.cond)
 
     def check_options(self, options: SampleOptions) -> None:
-        if options.sampler not in mrsde.SAMPLERS:
-            raise ValueError(
-                f"unknown sampler {options.sampler!r}; choose {', '.join(mrsde.SAMPLERS)}"
-            )
-        if not 1 <= options.steps <= self.schedule.T:
-            raise ValueError(
-                f"--steps must be between 1 and T={self.schedule.T}, got {options.steps}"
-            )
+        check_sampler_options(self.schedule, options)
 
     @torch.no_grad()
     def restore(
@@ -102,6 +95,15 @@ class RefusionRestorer:
         c = condition_tensor(self.preset, cond, lq.shape[0], lq.device)
         net = bind_condition(options.tiler.wrap(self.net), c)
         return sample_reverse(net, lq, self.schedule, options, generator, callback)
+
+
+def check_sampler_options(sched: mrsde.MRSDESchedule, options: SampleOptions) -> None:
+    if options.sampler not in mrsde.SAMPLERS:
+        raise ValueError(
+            f"unknown sampler {options.sampler!r}; choose {', '.join(mrsde.SAMPLERS)}"
+        )
+    if not 1 <= options.steps <= sched.T:
+        raise ValueError(f"--steps must be between 1 and T={sched.T}, got {options.steps}")
 
 
 def matching_loss(
