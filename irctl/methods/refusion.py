@@ -99,9 +99,7 @@ class RefusionRestorer:
 
 def check_sampler_options(sched: mrsde.MRSDESchedule, options: SampleOptions) -> None:
     if options.sampler not in mrsde.SAMPLERS:
-        raise ValueError(
-            f"unknown sampler {options.sampler!r}; choose {', '.join(mrsde.SAMPLERS)}"
-        )
+        raise ValueError(f"unknown sampler {options.sampler!r}; choose {', '.join(mrsde.SAMPLERS)}")
     if not 1 <= options.steps <= sched.T:
         raise ValueError(f"--steps must be between 1 and T={sched.T}, got {options.steps}")
 
