@@ -36,6 +36,8 @@ class DegradationConfig:
     bokeh_max_radius: float = 8.0  # pixels
     #: (source, target) lens `restore` assumes for an image with no lens metadata
     lens_default: tuple[str, ...] = ()
+    #: held-out photo i is rendered with pair i (cycled), written "SRC>TGT"
+    heldout_lenses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -115,15 +115,22 @@ def test_presets_hold_out_their_test_photos(name: str) -> None:
     assert not set(preset.data.val) & set(preset.data.train)
 
 
-def test_bundled_examples_are_the_heldout_inputs() -> None:
+@pytest.mark.parametrize("task,folder", [("denoise", "noisy"), ("dehaze", "hazy"), ("bokeh", "in")])
+def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None:
+    from irctl.config import default_preset_for_task
     from irctl.engine.heldout import heldout_photos
     from irctl.io.images import read_image, to_dtype
+    from irctl.io.lens_meta import build_lens_conditioner
 
-    for photo in heldout_photos(load_preset("denoise-tiny")):
-        shipped = read_image(REPO / "examples" / "denoise" / "noisy" / f"{photo.name}.png")
+    src = REPO / "examples" / task / folder
+    lenses = build_lens_conditioner(meta=None, src_root=src, src_lens=None, tgt_lens=None)
+    for photo in heldout_photos(load_preset(default_preset_for_task(task))):
+        shipped = read_image(src / f"{photo.name}.png")
         np.testing.assert_array_equal(
             to_dtype(shipped.pixels, np.uint8), to_dtype(photo.lq, np.uint8)
         )
+        if photo.cond:  # bokeh: lenses.csv names the pair the photo was rendered with
+            assert lenses(src / f"{photo.name}.png").scalars == pytest.approx(photo.cond)
 
 
 @pytest.mark.parametrize("name", ["denoise-tiny", "denoise-regression-tiny"])

@@ -45,6 +45,8 @@ def compare(
     from irctl.engine.device import resolve_device
     from irctl.engine.heldout import (
         classical_method,
+        compressor_markdown,
+        compressor_rows,
         heldout_photos,
         markdown_table,
         model_method,
@@ -149,5 +151,11 @@ def compare(
         ],
     )
     console.print(table, markup=False)
+    for r in restorers:
+        if hasattr(r, "round_trip"):  # a latent method: report what its compressor keeps
+            crow = compressor_rows(r, photos, SampleOptions.from_preset(r.preset), torch_device)
+            ctable = compressor_markdown(r.preset.name, crow)
+            (out / f"compressor-{r.preset.name}.md").write_text(ctable)
+            console.print(ctable, markup=False)
     if json_out:
         typer.echo(json.dumps([asdict(r) for r in rows]))

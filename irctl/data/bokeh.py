@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from irctl.data.fields import depth_proxy
 from irctl.data.lenses import Lens, parse_lens
 
 __all__ = ["RIM_GAIN", "bokeh_pair", "coc_radius", "disc_kernel", "render_bokeh"]
@@ -115,24 +114,54 @@ def render_bokeh(
     return numerator / denominator.clamp_min(1e-12)
 
 
+def luminance_depth(clean: Tensor, sigma: float = 3.0) -> Tensor:
+    """A depth proxy the network can read off the image: smoothed luminance, bright = far.
+
+    The shipped photos have no depth maps. A random depth field (``fields.depth_proxy``) would
+    make the sharp → bokeh direction unlearnable: nothing in an all-in-focus photo would say
+    where to blur. Brightness is a weak but real depth cue (aerial perspective: sky and distant
+    scenery are lighter), and it survives the blur, so both directions of the transform are
+    functions of the input. Gaussian-smoothed (σ in pixels) so that objects keep one depth.
+    """
+    luma = (0.299 * clean[:, 0:1] + 0.587 * clean[:, 1:2] + 0.114 * clean[:, 2:3]).float()
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=clean.device)
+    g = torch.exp(-0.5 * (taps / sigma) ** 2)
+    g = g / g.sum()
+    pad_mode = "reflect" if min(luma.shape[-2:]) > radius else "replicate"
+    smooth = F.conv2d(F.pad(luma, (radius, radius, 0, 0), mode=pad_mode), g.view(1, 1, 1, -1))
+    smooth = F.conv2d(F.pad(smooth, (0, 0, radius, radius), mode=pad_mode), g.view(1, 1, -1, 1))
+    return ((smooth - 0.25) / 0.6).clamp(0.0, 1.0).to(clean.dtype)
+
+
 def bokeh_pair(
-    clean: Tensor, generator: torch.Generator, lens_names: tuple[str, ...], max_radius: float
+    clean: Tensor,
+    generator: torch.Generator,
+    lens_names: tuple[str, ...],
+    max_radius: float,
+    fixed: tuple[str, str] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """A lens-to-lens training pair from an N×3×H×W all-in-focus batch.
 
-    Per sample: a depth proxy, a focus depth ~ U(0.05, 0.5) (the foreground in focus, as in
-    portrait-style bokeh photos) and an ordered pair of distinct lenses (uniform over ordered
-    pairs). Returns (rendered with the source lens, rendered with the target lens, codes N×2
-    float32 = [source code, target code]). Samples sharing a lens are rendered in one call.
+    Per sample: depth from :func:`luminance_depth` with the focus at depth 0 (dark, near
+    regions sharp; the defocus grows with distance, as a portrait lens focused on the
+    foreground), and an ordered pair of distinct lenses (uniform over ordered pairs). Returns
+    (rendered with the source lens, rendered with the target lens, codes N×2 float32 =
+    [source code, target code]). Samples sharing a lens are rendered in one call. ``fixed``
+    names the (source, target) pair for every sample instead (the held-out cases).
     """
     lenses = [parse_lens(name) for name in lens_names]
     if len(lenses) < 2:
         raise ValueError("bokeh_pair needs at least two lenses")
-    n, _, height, width = clean.shape
-    depth = depth_proxy(n, height, width, generator)
-    focus = 0.05 + 0.45 * torch.rand((n,), generator=generator, dtype=torch.float32)
-    src = torch.randint(0, len(lenses), (n,), generator=generator)
-    tgt = (src + torch.randint(1, len(lenses), (n,), generator=generator)) % len(lenses)
+    n = clean.shape[0]
+    depth = luminance_depth(clean)
+    focus = torch.zeros(n)
+    if fixed is not None:
+        lenses = [parse_lens(fixed[0]), parse_lens(fixed[1])]
+        src, tgt = torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)
+    else:
+        src = torch.randint(0, len(lenses), (n,), generator=generator)
+        tgt = (src + torch.randint(1, len(lenses), (n,), generator=generator)) % len(lenses)
 
     def render(choice: Tensor) -> Tensor:
         out = torch.empty_like(clean)

@@ -53,7 +53,7 @@ def _haze_pair(cfg: DegradationConfig) -> PairSynthesis:
     return synth
 
 
-def _bokeh_pair(cfg: DegradationConfig) -> PairSynthesis:
+def _bokeh_pair(cfg: DegradationConfig, fixed: tuple[str, str] | None = None) -> PairSynthesis:
     from irctl.data.bokeh import bokeh_pair
     from irctl.data.lenses import parse_lens
 
@@ -63,7 +63,7 @@ def _bokeh_pair(cfg: DegradationConfig) -> PairSynthesis:
         parse_lens(name)  # unknown names fail when the preset is used, not mid-training
 
     def synth(clean: Tensor, g: torch.Generator) -> Batch:
-        lq, gt, codes = bokeh_pair(clean, g, cfg.lenses, cfg.bokeh_max_radius)
+        lq, gt, codes = bokeh_pair(clean, g, cfg.lenses, cfg.bokeh_max_radius, fixed)
         if cfg.quantize:
             lq, gt = quantize_8bit(lq), quantize_8bit(gt)
         return Batch(lq=lq, gt=gt, cond=codes)
@@ -71,8 +71,17 @@ def _bokeh_pair(cfg: DegradationConfig) -> PairSynthesis:
     return synth
 
 
-def build_pair_synthesis(cfg: DegradationConfig) -> PairSynthesis:
-    builders = {"gaussian_noise": _noise_pair, "haze": _haze_pair, "bokeh": _bokeh_pair}
+def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = None) -> PairSynthesis:
+    """The training synthesis; with ``heldout_index`` the one for that held-out photo (bokeh:
+    the preset's ``heldout_lenses`` pair for it, so the held-out cases cover chosen directions
+    rather than whatever a seed draws)."""
+    if cfg.kind == "bokeh":
+        pairs = [tuple(p.split(">")) for p in cfg.heldout_lenses]
+        if heldout_index is not None and pairs:
+            src, tgt = pairs[heldout_index % len(pairs)]
+            return _bokeh_pair(cfg, (src, tgt))
+        return _bokeh_pair(cfg)
+    builders = {"gaussian_noise": _noise_pair, "haze": _haze_pair}
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")
     return builders[cfg.kind](cfg)

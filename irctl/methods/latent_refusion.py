@@ -126,6 +126,22 @@ class LatentRefusionRestorer:
         return tiler.wrap(decode_tile)(z, lq)
 
     @torch.no_grad()
+    def round_trip(self, image: Tensor, options: SampleOptions) -> Tensor:
+        """D(E(x), H_x): the compressor alone, which must not lose detail (paper §4.1)."""
+        return self.decode_with_skips_of(image, image, options)
+
+    @torch.no_grad()
+    def decode_with_skips_of(self, image: Tensor, lq: Tensor, options: SampleOptions) -> Tensor:
+        """D(E(image), H_LQ). With the ground truth as ``image`` this is the best latent
+        diffusion can do: a perfect sampler would reach E(GT), decoded with the LQ skips."""
+        h, w = lq.shape[-2:]
+        multiple = self.compressor.config.multiple
+        compressor_tiler, _ = self.tilers(options)
+        padded_lq = pad_to_multiple(lq, multiple)
+        z = self.encode(pad_to_multiple(image, multiple), compressor_tiler)
+        return self.decode(z, padded_lq, compressor_tiler)[..., :h, :w]
+
+    @torch.no_grad()
     def restore(
         self,
         lq: Tensor,

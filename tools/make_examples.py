@@ -1,0 +1,46 @@
+"""Write the bundled example inputs: each task's held-out LQ photos, exactly as `irctl compare`
+synthesises them (tests check they agree), plus bokeh's per-image lens table.
+
+    python tools/make_examples.py
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from irctl.config import default_preset_for_task, load_preset
+from irctl.data.lenses import LENSES
+from irctl.engine.heldout import heldout_photos
+from irctl.io.images import write_image
+
+REPO = Path(__file__).resolve().parent.parent
+#: task → folder of LQ inputs under examples/
+EXAMPLES = {"denoise": "noisy", "dehaze": "hazy", "bokeh": "in"}
+
+
+def lens_name(code: float) -> str:
+    return next(name for name, lens in LENSES.items() if abs(lens.code - code) < 1e-4)
+
+
+def main() -> None:
+    for task, folder in EXAMPLES.items():
+        preset = load_preset(default_preset_for_task(task))
+        out = REPO / "examples" / task / folder
+        rows = []
+        for photo in heldout_photos(preset):
+            write_image(out / f"{photo.name}.png", np.clip(photo.lq, 0.0, 1.0), dtype=np.uint8)
+            if photo.cond:
+                rows.append((f"{photo.name}.png", *(lens_name(c) for c in photo.cond)))
+        if rows:
+            with (out / "lenses.csv").open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["file", "src_lens", "tgt_lens"])
+                writer.writerows(rows)
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
