@@ -218,3 +218,55 @@ def test_lens_options_on_a_model_without_lenses_are_a_usage_error(latent_weights
         ],
     )
     assert result.exit_code == 2 and "takes no lens" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def bokeh_weights(tmp_path_factory) -> Path:
+    preset = apply_overrides(load_preset("bokeh-latent-tiny"), LATENT_TINY)
+    return train(preset, tmp_path_factory.mktemp("bokeh")).weights
+
+
+def test_bokeh_cli_refuses_an_unknown_lens_listing_the_known_ones(bokeh_weights, tmp_path):
+    from irctl.data.lenses import LENSES
+
+    src = tmp_path / "src"
+    save_array(src / "a.png", np.zeros((16, 16, 3), np.uint8))
+    args = ["restore", "--weights", str(bokeh_weights), "--src", str(src), "--dst", str(tmp_path)]
+    result = runner.invoke(
+        app, [*args, "--src-lens", "Leica35mmf2", "--tgt-lens", "Sony50mmf1.8BS"]
+    )
+    assert result.exit_code == 2
+    assert "unknown lens 'Leica35mmf2'" in result.stderr
+    assert all(name in result.stderr for name in LENSES)
+
+
+def test_bokeh_cli_takes_lenses_per_image_and_per_run(bokeh_weights, tmp_path):
+    from irctl.data.datasets import load_photo
+
+    photo = (load_photo("chelsea")[:48, :64] * 255).round().astype(np.uint8)
+    src = tmp_path / "src"
+    for name in ("a", "b", "c"):
+        save_array(src / f"{name}.png", photo)
+    (src / "lenses.csv").write_text(
+        "file,src_lens,tgt_lens\n"
+        "a.png,Sony50mmf16.0BS,Sony50mmf1.8BS\n"
+        "b.png,Sony50mmf16.0BS,Sony50mmf1.8BS\n"
+        "c.png,Canon50mmf1.4BS,Sony50mmf16.0BS\n"
+    )
+
+    def run(dst: Path, *extra: str) -> dict[str, np.ndarray]:
+        args = ["restore", "--weights", str(bokeh_weights), "--src", str(src), "--dst", str(dst)]
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return {p.stem: read_image(p).pixels for p in sorted(dst.iterdir())}
+
+    per_image = run(tmp_path / "table")
+    assert sorted(per_image) == ["a", "b", "c"]  # lenses.csv is metadata, not an image
+    assert np.array_equal(per_image["a"], per_image["b"])  # same photo, lenses and seed
+    assert not np.array_equal(per_image["a"], per_image["c"])  # other lenses
+    # The table wins over the run's lenses for the files it lists.
+    (src / "lenses.csv").unlink()
+    per_run = run(
+        tmp_path / "flags", "--src-lens", "Canon50mmf1.4BS", "--tgt-lens", "Sony50mmf16.0BS"
+    )
+    assert np.array_equal(per_run["a"], per_image["c"])

@@ -28,7 +28,10 @@ def restore(
     ),
     dst: Path = typer.Option(..., "--dst", "-o", help="Output folder (created if missing)."),
     task: str = typer.Option(
-        "denoise", "--task", "-t", help="Task; picks the bundled model <task>-tiny."
+        "denoise",
+        "--task",
+        "-t",
+        help="denoise | dehaze | bokeh; picks the task's bundled default model.",
     ),
     preset: str = typer.Option(
         None, "--preset", "-p", help="Use this preset's bundled weights instead of the task's."
