@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irctl.config import Preset
@@ -34,7 +33,12 @@ from irctl.methods.refusion import (
     sample_reverse,
 )
 from irctl.nets.nafnet import ConditionalNAFNet
-from irctl.nets.unet_latent import CompressorConfig, UNetCompressor, latent_replacing_loss
+from irctl.nets.unet_latent import (
+    CompressorConfig,
+    UNetCompressor,
+    latent_replacing_loss,
+    pad_to_multiple,
+)
 
 
 def compressor_config(preset: Preset) -> CompressorConfig:
@@ -46,18 +50,6 @@ def compressor_config(preset: Preset) -> CompressorConfig:
         blocks=c.blocks,
         attention=c.attention,
     )
-
-
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Reflect-pad right/bottom to a multiple (replicate where the image is too small to
-    reflect), as the compressor does itself; done once for the whole image so that every tile
-    boundary falls on the latent grid."""
-    h, w = x.shape[-2:]
-    pad = (0, (-w) % multiple, 0, (-h) % multiple)
-    if pad == (0, 0, 0, 0):
-        return x
-    mode = "reflect" if pad[1] < w and pad[3] < h else "replicate"
-    return F.pad(x, pad, mode=mode)
 
 
 class LatentRefusionRestorer:
