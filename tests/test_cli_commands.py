@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,10 @@ def test_benchmark_reports_rows_and_measures_tiling(tiny_weights: Path, tmp_path
     # channel attention pools over its whole input, so its receptive field is global), by an
     # amount this 3-step-trained model leaves large but well short of the [0, 1] pixel range.
     assert rows[1]["max_abs_diff_vs_untiled"] == 0.0
+    assert rows[1]["psnr_vs_untiled"] is None  # identical: inf, written as JSON null
     assert 0.0 < rows[0]["max_abs_diff_vs_untiled"] < 0.5
+    # The PSNR is the typical difference, so it is bounded by the worst pixel's.
+    assert rows[0]["psnr_vs_untiled"] >= -20 * math.log10(rows[0]["max_abs_diff_vs_untiled"])
 
 
 def test_compare_scores_models_on_heldout_photos(tiny_weights: Path, tmp_path: Path) -> None:
@@ -133,7 +137,7 @@ def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None
             assert lenses(src / f"{photo.name}.png").scalars == pytest.approx(photo.cond)
 
 
-@pytest.mark.parametrize("name", ["denoise-tiny", "denoise-regression-tiny"])
+@pytest.mark.parametrize("name", [p for p in available_presets() if load_preset(p).weights])
 def test_bundled_weights_load_and_match_their_preset(name: str) -> None:
     preset = load_preset(name)
     path = weights_path(preset)

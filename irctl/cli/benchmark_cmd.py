@@ -112,11 +112,22 @@ def benchmark(
         f"({torch.get_num_threads()} threads): sampler {sampler}, {steps} steps"
     )
     table = Table(title=f"irctl benchmark — {restorer.preset.name}, {torch_device}")
-    for col in ("size", "tile", "per call", "steps", "s / image", "MP/s", "peak MiB", "max |Δ|"):
+    for col in (
+        "size",
+        "tile",
+        "per call",
+        "steps",
+        "s / image",
+        "MP/s",
+        "peak MiB",
+        "max |Δ|",
+        "PSNR Δ",
+    ):
         table.add_column(col, justify="right")
 
     def on_row(row) -> None:
         diff = "—" if row.max_abs_diff_vs_untiled is None else f"{row.max_abs_diff_vs_untiled:.2e}"
+        agreement = "—" if row.psnr_vs_untiled is None else f"{row.psnr_vs_untiled:.1f} dB"
         console.print(
             f"  {size_label(row.size, row.height)} tile {row.tile or 'off'}: {row.seconds:.2f} s, "
             f"{row.peak_memory_mib:.0f} MiB peak",
@@ -131,6 +142,7 @@ def benchmark(
             f"{row.megapixels_per_second:.4f}",
             f"{row.peak_memory_mib:.0f}",
             diff,
+            agreement,
         )
 
     # The parent loaded the model once to validate the options; each measurement reloads it in

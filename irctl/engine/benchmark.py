@@ -14,6 +14,7 @@ latent method's compressor). Reported as multiply-accumulates (GMACs), the unit 
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from irctl.engine.device import peak_memory_bytes, reset_peak_memory, resolve_de
 from irctl.engine.restore import load_restorer, restore_image
 from irctl.io.images import Image
 from irctl.methods.base import SampleOptions
+from irctl.metrics.fidelity import psnr
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class BenchmarkRow:
     megapixels_per_second: float
     peak_memory_mib: float
     max_abs_diff_vs_untiled: float | None
+    #: PSNR of the tiled output against the untiled one (dB, inf when identical): the typical
+    #: size of the tiling difference, where the max abs diff shows only its worst pixel.
+    psnr_vs_untiled: float | None = None
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -157,6 +162,7 @@ def run_benchmark(
             else:
                 out, seconds, peak = _measure_in_fresh_process(spec, size, options, seed)
             diff = float(np.abs(out - reference[0]).max()) if reference is not None else None
+            agreement = psnr(out, reference[0], max_value=1.0) if reference is not None else None
             row = BenchmarkRow(
                 size=size[0],
                 height=size[1],
@@ -168,6 +174,7 @@ def run_benchmark(
                 megapixels_per_second=size[0] * size[1] / 1e6 / seconds,
                 peak_memory_mib=peak / 2**20,
                 max_abs_diff_vs_untiled=diff,
+                psnr_vs_untiled=agreement,
             )
             rows.append(row)
             if on_row is not None:
@@ -176,21 +183,28 @@ def run_benchmark(
 
 
 def rows_as_dicts(rows: list[BenchmarkRow]) -> list[dict]:
-    return [asdict(r) for r in rows]
+    """JSON-ready rows. JSON has no inf: an identical tiled output (max abs diff 0) gets a
+    ``null`` PSNR, as ``irctl eval`` does."""
+    dicts = [asdict(r) for r in rows]
+    for d in dicts:
+        if d["psnr_vs_untiled"] is not None and not math.isfinite(d["psnr_vs_untiled"]):
+            d["psnr_vs_untiled"] = None
+    return dicts
 
 
 def markdown_table(rows: list[BenchmarkRow]) -> str:
     lines = [
         "| size | tile | tiles per call | sampler | steps | s / image | MP/s | peak MiB "
-        "| max abs diff tiled vs untiled |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| max abs diff tiled vs untiled | PSNR tiled vs untiled (dB) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         diff = "—" if r.max_abs_diff_vs_untiled is None else f"{r.max_abs_diff_vs_untiled:.2e}"
+        agreement = "—" if r.psnr_vs_untiled is None else f"{r.psnr_vs_untiled:.1f}"
         lines.append(
             f"| {size_label(r.size, r.height)} | {r.tile or 'off'} | {r.tile_batch if r.tile else '—'} | {r.sampler} "
             f"| {r.steps} | {r.seconds:.2f} | {r.megapixels_per_second:.4f} "
-            f"| {r.peak_memory_mib:.0f} | {diff} |"
+            f"| {r.peak_memory_mib:.0f} | {diff} | {agreement} |"
         )
     return "\n".join(lines) + "\n"
 
