@@ -192,3 +192,18 @@ def test_bad_sampler_options_are_usage_errors(tiny_weights, src_folder, tmp_path
     )
     assert result.exit_code == 2 and message in result.stderr
     assert not dst.exists() or not any(dst.iterdir())
+
+
+def test_threads_option_sets_torch_threads(tiny_weights: Path, src_folder: Path, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        args = ["--weights", str(tiny_weights), "--src", str(src_folder), "--dst"]
+        result = _restore(*args, str(tmp_path / "one"), "--threads", "1")
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+        assert _restore(*args, str(tmp_path / "zero"), "--threads", "0").exit_code == 2
+    finally:
+        torch.set_num_threads(before)

@@ -67,6 +67,9 @@ def restore(
         "(default: lenses.csv or lenses.json in --src).",
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch (default: all cores)."
+    ),
     ext: str = typer.Option(
         None, "--ext", help="Output format (png, tif, jpg) (default: same as input)."
     ),
@@ -146,7 +149,9 @@ def restore(
         f"{resolved.name} ({resolved.method}) on {torch_device}: {len(plan.jobs)} to restore, "
         f"{len(plan.skipped)} already done; {how}, tile {options.tiler.tile or 'off'}"
     )
-    if torch_device.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
+    if threads:
+        torch.set_num_threads(threads)
+    elif torch_device.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
         torch.set_num_threads(os.cpu_count() or 1)
 
     progress = Progress(
