@@ -24,7 +24,7 @@ else:  # pragma: no cover
 class DegradationConfig:
     """How LQ images are synthesised from clean photos (training and held-out evaluation)."""
 
-    kind: str = "gaussian_noise"  # gaussian_noise | haze | bokeh
+    kind: str = "gaussian_noise"  # gaussian_noise | haze | bokeh | shadow
     sigma: float = 25.0  # noise std, 0–255 units
     quantize: bool = True  # round/clip to 8 bits, as a photo file is
     # haze: I = J·t + A(1 − t), t = exp(−β(x)·d(x)) (irctl/data/haze.py)
@@ -38,6 +38,9 @@ class DegradationConfig:
     lens_default: tuple[str, ...] = ()
     #: held-out photo i is rendered with pair i (cycled), written "SRC>TGT"
     heldout_lenses: tuple[str, ...] = ()
+    # shadow: cast shadows (irctl/data/shadow.py); this share of training photos gets none, so
+    # a model learns to leave shadow-free photos alone
+    shadow_free: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,25 @@ def default_preset_for_task(task: str) -> str:
         return f"{task}-tiny"
     tasks = sorted({load_preset(n).task for n in available_presets()})
     raise PresetError(f"no model for task {task!r}; tasks: {', '.join(tasks)}")
+
+
+def preset_for_task(task: str, method: str | None = None) -> str:
+    """The preset ``irctl restore --task T [--method M]`` uses: the task's default without a
+    method, else the task's preset of that method that ships weights (the default one first)."""
+    if method is None:
+        return default_preset_for_task(task)
+    ours = [load_preset(n) for n in available_presets()]
+    ours = [p for p in ours if p.task == task]
+    if not ours:
+        tasks = sorted({load_preset(n).task for n in available_presets()})
+        raise PresetError(f"no model for task {task!r}; tasks: {', '.join(tasks)}")
+    bundled = [p for p in ours if p.method == method and (w := weights_path(p)) and w.is_file()]
+    if not bundled:
+        methods = sorted({p.method for p in ours if (w := weights_path(p)) and w.is_file()})
+        raise PresetError(
+            f"no bundled {method!r} model for task {task!r}; methods: {', '.join(methods)}"
+        )
+    return sorted(bundled, key=lambda p: (not p.default, p.name))[0].name
 
 
 def weights_path(preset: Preset) -> Path | None:

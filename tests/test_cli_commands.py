@@ -119,7 +119,10 @@ def test_presets_hold_out_their_test_photos(name: str) -> None:
     assert not set(preset.data.val) & set(preset.data.train)
 
 
-@pytest.mark.parametrize("task,folder", [("denoise", "noisy"), ("dehaze", "hazy"), ("bokeh", "in")])
+@pytest.mark.parametrize(
+    "task,folder",
+    [("denoise", "noisy"), ("dehaze", "hazy"), ("bokeh", "in"), ("shadow", "shadowed")],
+)
 def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None:
     from irctl.config import default_preset_for_task
     from irctl.engine.heldout import heldout_photos

@@ -207,3 +207,37 @@ def test_threads_option_sets_torch_threads(tiny_weights: Path, src_folder: Path,
         assert _restore(*args, str(tmp_path / "zero"), "--threads", "0").exit_code == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_method_picks_the_tasks_bundled_model_of_that_method(tmp_path, photo_crops) -> None:
+    from irctl.config import preset_for_task
+
+    assert preset_for_task("dehaze") == "dehaze-latent-tiny"
+    assert preset_for_task("dehaze", "regression") == "dehaze-regression-tiny"
+    assert preset_for_task("dehaze", "refusion") == "dehaze-pixel-tiny"
+    src = tmp_path / "src"
+    write_image(src / "a.png", photo_crops[0][:32, :32], dtype=np.uint8)
+    result = _restore(
+        "--task",
+        "denoise",
+        "--method",
+        "regression",
+        "--src",
+        str(src),
+        "--dst",
+        str(tmp_path / "o"),
+    )
+    assert result.exit_code == 0, result.output
+    assert "denoise-regression-tiny (regression)" in result.output
+    wrong = _restore(
+        "--task",
+        "denoise",
+        "--method",
+        "latent_refusion",
+        "--src",
+        str(src),
+        "--dst",
+        str(tmp_path / "x"),
+    )
+    assert wrong.exit_code == 2
+    assert "methods: refusion, regression" in wrong.output

@@ -12,6 +12,7 @@ skips. When the last two PSNRs agree, the sampler's error acts like plain noise 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,11 +37,15 @@ def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", required=True, help="latent preset with bundled weights")
+    parser.add_argument("--preset", help="latent preset with bundled weights")
+    parser.add_argument("--weights", help="a latent checkpoint instead (e.g. from irctl train)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not (args.preset or args.weights):
+        parser.error("give --preset or --weights")
+    weights = Path(args.weights) if args.weights else None
     restorer = load_restorer(
-        weights=None, preset=args.preset, task=None, device=torch.device("cpu")
+        weights=weights, preset=args.preset, task=None, device=torch.device("cpu")
     )
     compressor = restorer.compressor
     options = SampleOptions.from_preset(restorer.preset, tile=0)

@@ -18,7 +18,7 @@ from irctl.io.images import write_image
 
 REPO = Path(__file__).resolve().parent.parent
 #: task → folder of LQ inputs under examples/
-EXAMPLES = {"denoise": "noisy", "dehaze": "hazy", "bokeh": "in"}
+EXAMPLES = {"denoise": "noisy", "dehaze": "hazy", "bokeh": "in", "shadow": "shadowed"}
 
 
 def lens_name(code: float) -> str:

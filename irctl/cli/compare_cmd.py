@@ -44,6 +44,7 @@ def compare(
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.heldout import (
+        TASK_METRICS,
         classical_method,
         compressor_markdown,
         compressor_rows,
@@ -132,21 +133,32 @@ def compare(
         f"held-out photos {', '.join(p.name for p in photos)}; degradation {reference.degradation}"
     )
 
+    task_metrics = TASK_METRICS.get(reference.task, {})
+
     def on_row(row) -> None:
+        extras = "".join(f"{task_metrics[k]} {v:6.2f}  " for k, v in row.extra.items())
         console.print(
             f"  {row.photo:10s} {row.method:45s} PSNR {row.psnr:6.2f}  SSIM {row.ssim:.4f}  "
-            f"{row.seconds:6.1f} s",
+            f"{extras}{row.seconds:6.1f} s",
             markup=False,
         )
 
-    rows = run_heldout(photos, methods, save_dir=out, on_row=on_row)
-    table = markdown_table(rows)
+    rows = run_heldout(
+        photos, methods, save_dir=out, on_row=on_row, extra_metrics=tuple(task_metrics)
+    )
+    table = markdown_table(rows, headers=task_metrics)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table)
     write_per_image_csv(
         out / "per_image.csv",
         [
-            {"name": f"{r.photo}/{r.method}", "psnr": r.psnr, "ssim": r.ssim, "seconds": r.seconds}
+            {
+                "name": f"{r.photo}/{r.method}",
+                "psnr": r.psnr,
+                "ssim": r.ssim,
+                **r.extra,
+                "seconds": r.seconds,
+            }
             for r in rows
         ],
     )

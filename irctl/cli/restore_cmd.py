@@ -31,7 +31,14 @@ def restore(
         "denoise",
         "--task",
         "-t",
-        help="denoise | dehaze | bokeh; picks the task's bundled default model.",
+        help="denoise | dehaze | bokeh | shadow; picks the task's bundled default model.",
+    ),
+    method: str = typer.Option(
+        None,
+        "--method",
+        "-m",
+        help="The task's bundled model of this method instead of its default: regression "
+        "(one fast forward pass), refusion (pixel IR-SDE), latent_refusion.",
     ),
     preset: str = typer.Option(
         None, "--preset", "-p", help="Use this preset's bundled weights instead of the task's."
@@ -116,7 +123,9 @@ def restore(
     try:
         files = discover(src, stdin=sys.stdin if src == "-" else None, recursive=recursive)
         torch_device = resolve_device(device)
-        restorer = load_restorer(weights=weights, preset=preset, task=task, device=torch_device)
+        restorer = load_restorer(
+            weights=weights, preset=preset, task=task, device=torch_device, method=method
+        )
     except (FileNotFoundError, CheckpointError, PresetError, ValueError) as err:
         raise usage_error(str(err)) from None
     resolved = restorer.preset

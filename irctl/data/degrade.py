@@ -1,14 +1,15 @@
 """Synthetic degradations: how a clean photo becomes a training pair (LQ, GT[, conditioning]).
 
 Each synthesis is a pure function of (clean batch in [0,1], generator), so training batches and
-held-out test inputs are reproducible from a seed. Noise and haze degrade the photo, which is the
-ground truth; bokeh renders both sides from the photo (one lens each) and returns the lens codes.
+held-out test inputs are reproducible from a seed. Noise, haze and shadows degrade the photo, which
+is the ground truth; bokeh renders both sides from the photo (one lens each) and returns the lens codes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,7 +19,7 @@ from irctl.data.batch import Batch
 #: clean NCHW batch, generator → training pair.
 PairSynthesis = Callable[[Tensor, torch.Generator], Batch]
 
-DEGRADATIONS = ("gaussian_noise", "haze", "bokeh")
+DEGRADATIONS = ("gaussian_noise", "haze", "bokeh", "shadow")
 
 
 def quantize_8bit(x: Tensor) -> Tensor:
@@ -71,6 +72,33 @@ def _bokeh_pair(cfg: DegradationConfig, fixed: tuple[str, str] | None = None) ->
     return synth
 
 
+def _numpy_rng(g: torch.Generator) -> np.random.Generator:
+    """A NumPy generator seeded from the torch one, for syntheses written in NumPy: the pair
+    stays a pure function of the torch generator's state."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    return np.random.default_rng(seed)
+
+
+def _shadow_pair(cfg: DegradationConfig, heldout: bool = False) -> PairSynthesis:
+    """Cast shadows (irctl/data/shadow.py) on each photo of the batch. Held-out photos always
+    get one: a shadow-free held-out case would only measure the input's gain."""
+    from irctl.data.shadow import ShadowParams, add_shadow
+
+    params = ShadowParams(no_shadow=0.0 if heldout else cfg.shadow_free)
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        rng = _numpy_rng(g)
+        shadowed = []
+        for photo in clean:
+            pixels = photo.permute(1, 2, 0).cpu().numpy()
+            lq, _gt, _mask = add_shadow(pixels, params, rng)
+            shadowed.append(torch.from_numpy(lq).permute(2, 0, 1))
+        lq = torch.stack(shadowed).to(clean.device, clean.dtype)
+        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=clean)
+
+    return synth
+
+
 def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = None) -> PairSynthesis:
     """The training synthesis; with ``heldout_index`` the one for that held-out photo (bokeh:
     the preset's ``heldout_lenses`` pair for it, so the held-out cases cover chosen directions
@@ -81,6 +109,8 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
             src, tgt = pairs[heldout_index % len(pairs)]
             return _bokeh_pair(cfg, (src, tgt))
         return _bokeh_pair(cfg)
+    if cfg.kind == "shadow":
+        return _shadow_pair(cfg, heldout=heldout_index is not None)
     builders = {"gaussian_noise": _noise_pair, "haze": _haze_pair}
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")

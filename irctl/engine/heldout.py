@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from irctl.engine.restore import restore_image
 from irctl.io.images import Image, to_dtype, write_image
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.methods.classical import CLASSICAL
-from irctl.metrics.fidelity import psnr, ssim
+from irctl.metrics.fidelity import METRICS, psnr, ssim
 
 HELDOUT_SEED = 1000
 
@@ -43,6 +43,13 @@ class HeldoutRow:
     psnr: float
     ssim: float
     seconds: float
+    #: the task's own metrics (shadow: RMSE in LAB), by metric name
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+#: Metrics a task's literature reports beside PSNR/SSIM (lower is better for all of them):
+#: metric name in ``irctl eval --metrics`` → column header.
+TASK_METRICS: dict[str, dict[str, str]] = {"shadow": {"rmse-lab": "RMSE (LAB)"}}
 
 
 def heldout_photos(preset: Preset) -> list[HeldoutPhoto]:
@@ -85,8 +92,10 @@ def run_heldout(
     *,
     save_dir: Path | None = None,
     on_row: Callable[[HeldoutRow], None] | None = None,
+    extra_metrics: tuple[str, ...] = (),
 ) -> list[HeldoutRow]:
-    """Score every method on every photo; ``input`` (the LQ itself) is always the first row."""
+    """Score every method on every photo; ``input`` (the LQ itself) is always the first row.
+    ``extra_metrics`` names further metrics of ``irctl eval`` (e.g. ``rmse-lab``) to compute."""
     rows = []
     all_methods: dict[str, MethodFn] = {"input": lambda lq, _cond: lq, **methods}
     for photo in photos:
@@ -106,6 +115,9 @@ def run_heldout(
                 psnr=psnr(out8, photo.gt, max_value=255),
                 ssim=ssim(out8, photo.gt, max_value=255),
                 seconds=seconds,
+                extra={
+                    name: METRICS[name](out8, photo.gt, max_value=255) for name in extra_metrics
+                },
             )
             rows.append(row)
             if on_row is not None:
@@ -113,25 +125,33 @@ def run_heldout(
     return rows
 
 
-def markdown_table(rows: list[HeldoutRow], baseline: str = "input") -> str:
-    """Mean PSNR/SSIM per method, with the PSNR gain over ``baseline``, as a Markdown table."""
+def markdown_table(
+    rows: list[HeldoutRow], baseline: str = "input", headers: dict[str, str] | None = None
+) -> str:
+    """Mean PSNR/SSIM (and the rows' extra metrics) per method, with the PSNR gain over
+    ``baseline``, as a Markdown table. ``headers`` names the extra metrics' columns."""
     methods = list(dict.fromkeys(r.method for r in rows))
-    mean = {
-        m: (
-            float(np.mean([r.psnr for r in rows if r.method == m])),
-            float(np.mean([r.ssim for r in rows if r.method == m])),
-            float(np.mean([r.seconds for r in rows if r.method == m])),
-        )
-        for m in methods
-    }
-    base = mean[baseline][0]
+    extras = list(dict.fromkeys(name for r in rows for name in r.extra))
+    headers = headers or {}
+
+    def mean(m: str, value: Callable[[HeldoutRow], float]) -> float:
+        return float(np.mean([value(r) for r in rows if r.method == m]))
+
+    base = mean(baseline, lambda r: r.psnr)
+    extra_heads = "".join(f" {headers.get(name, name)} |" for name in extras)
     lines = [
-        "| method | PSNR (dB) | gain over input (dB) | SSIM | seconds / image |",
-        "|---|---:|---:|---:|---:|",
+        f"| method | PSNR (dB) | gain over input (dB) | SSIM |{extra_heads} seconds / image |",
+        "|---|---:|---:|---:|" + "---:|" * len(extras) + "---:|",
     ]
     for m in methods:
-        p, s, sec = mean[m]
-        lines.append(f"| {m} | {p:.2f} | {p - base:+.2f} | {s:.4f} | {sec:.1f} |")
+        p = mean(m, lambda r: r.psnr)
+        extra_cells = "".join(
+            f" {mean(m, lambda r, name=name: r.extra[name]):.2f} |" for name in extras
+        )
+        lines.append(
+            f"| {m} | {p:.2f} | {p - base:+.2f} | {mean(m, lambda r: r.ssim):.4f} |"
+            f"{extra_cells} {mean(m, lambda r: r.seconds):.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

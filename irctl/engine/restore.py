@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irctl.config import Preset, default_preset_for_task, load_preset, weights_path
+from irctl.config import Preset, load_preset, preset_for_task, weights_path
 from irctl.engine.checkpoint import CheckpointError, load_checkpoint, load_modules
 from irctl.io.folders import output_path
 from irctl.io.images import Image, ImageReadError, read_image, write_image
@@ -49,15 +49,20 @@ class RestoreSummary:
 
 
 def load_restorer(
-    *, weights: Path | None, preset: str | None, task: str | None, device: torch.device
+    *,
+    weights: Path | None,
+    preset: str | None,
+    task: str | None,
+    device: torch.device,
+    method: str | None = None,
 ) -> Restorer:
     """Build the Restorer from a checkpoint (whose embedded preset wins), a preset's bundled
-    weights, or the task's default preset ``<task>-tiny``."""
+    weights, or the task's bundled model (its default, or the one of ``method``)."""
     if weights is not None:
         ckpt = load_checkpoint(weights)
         resolved: Preset = ckpt.preset
     else:
-        resolved = load_preset(preset or default_preset_for_task(task or "denoise"))
+        resolved = load_preset(preset or preset_for_task(task or "denoise", method))
         bundled = weights_path(resolved)
         if bundled is None or not bundled.is_file():
             raise CheckpointError(
