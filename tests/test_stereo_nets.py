@@ -241,16 +241,7 @@ def test_network_without_scam_is_two_mono_networks(kind):
         ("conditional", torch.float32),
         ("plain", torch.float32),
         ("plain", torch.float64),
-        pytest.param(
-            "conditional",
-            torch.float64,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=RuntimeError,
-                reason="the mono ConditionalNAFNet's time embedding is always float32 "
-                "(layers.sinusoidal_embedding: t.float()), so a float64 net fails in it",
-            ),
-        ),
+        ("conditional", torch.float64),
     ],
 )
 def test_network_odd_sizes_keep_shape_and_dtype(kind, dtype):

@@ -58,7 +58,9 @@ def restore(
     tile_overlap: int = typer.Option(
         None, "--tile-overlap", help="Overlap between tiles (pixels)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same bytes."),
+    seed: int = typer.Option(
+        0, "--seed", help="Random seed: same seed, same bytes (same device and --threads)."
+    ),
     src_lens: str = typer.Option(
         None,
         "--src-lens",

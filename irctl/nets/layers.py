@@ -56,7 +56,9 @@ class TimeEmbedding(nn.Module):
         return self.width * 4
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(sinusoidal_embedding(t, self.width))
+        # The sinusoid is computed in float32 (as the official code) and cast to the MLP's dtype,
+        # so a float64 or half-precision network runs; float32 results are unchanged.
+        return self.mlp(sinusoidal_embedding(t, self.width).to(self.mlp[0].weight.dtype))
 
 
 class ScalarEmbedding(nn.Module):
@@ -84,4 +86,4 @@ class ScalarEmbedding(nn.Module):
         parts = [
             sinusoidal_embedding(scalars[:, i] * self.scale, self.width) for i in range(self.count)
         ]
-        return self.mlp(torch.cat(parts, dim=-1))
+        return self.mlp(torch.cat(parts, dim=-1).to(self.mlp[0].weight.dtype))
