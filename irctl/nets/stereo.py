@@ -180,44 +180,39 @@ def batch_to_views(x: Tensor) -> Tensor:
     return torch.cat([left, right], dim=1)
 
 
-class StereoNAFNet(NAFNet):
+class _StereoBody:
+    """Mixin: build the mono network, then put SCAM after every one of its NAFBlocks."""
+
+    body: _UNetBody
+
+    def __init__(
+        self,
+        cfg: NAFNetConfig,
+        *,
+        scam_downscale: int = REFUSION_SCAM_DOWNSCALE,
+        antialias: bool = False,
+    ) -> None:
+        super().__init__(cfg)  # type: ignore[call-arg]
+        self.channels = cfg.channels
+        add_scam(self.body, scam_downscale, antialias)
+
+
+class StereoNAFNet(_StereoBody, NAFNet):
     """Plain stereo NAFNet for L1 regression: L‖R in, L‖R out, each view restored = lq + body(lq)
     with SCAM after every block. The regression counterpart of Refusion's stereo noise network
     (NAFSSR, the paper's Table 1 baseline, is a different, non-U-Net NAFNet with full-resolution
     SCAM; ``scam_downscale=1`` gives the full-resolution module here)."""
 
-    def __init__(
-        self,
-        cfg: NAFNetConfig,
-        *,
-        scam_downscale: int = REFUSION_SCAM_DOWNSCALE,
-        antialias: bool = False,
-    ) -> None:
-        super().__init__(cfg)
-        self.channels = cfg.channels
-        add_scam(self.body, scam_downscale, antialias)
-
     def forward(self, lq: Tensor, cond: Tensor | None = None) -> Tensor:
         return batch_to_views(super().forward(views_to_batch(lq, self.channels), cond))
 
 
-class StereoConditionalNAFNet(ConditionalNAFNet):
+class StereoConditionalNAFNet(_StereoBody, ConditionalNAFNet):
     """Refusion's stereo-SR noise network (fact sheet §3.2): ε̂_L‖ε̂_R = net(x_t, μ, t[, cond]).
 
     x_t and μ are N×2C×H×W (L‖R). Each view gets the mono conditioning concat[x_t − μ, μ]; the
     views run stacked on the batch axis with t duplicated (t of shape (N,) acts as (2N,) =
     [t; t]; an int or 0-d t is broadcast), and SCAM follows every NAFBlock."""
-
-    def __init__(
-        self,
-        cfg: NAFNetConfig,
-        *,
-        scam_downscale: int = REFUSION_SCAM_DOWNSCALE,
-        antialias: bool = False,
-    ) -> None:
-        super().__init__(cfg)
-        self.channels = cfg.channels
-        add_scam(self.body, scam_downscale, antialias)
 
     def forward(
         self, x_t: Tensor, mu: Tensor, t: Tensor | int, cond: Tensor | None = None
