@@ -276,11 +276,9 @@ def preset_for_task(task: str, method: str | None = None) -> str:
     method, else the task's preset of that method that ships weights (the default one first)."""
     if method is None:
         return default_preset_for_task(task)
-    ours = [load_preset(n) for n in available_presets()]
-    ours = [p for p in ours if p.task == task]
+    ours = [p for p in map(load_preset, available_presets()) if p.task == task]
     if not ours:
-        tasks = sorted({load_preset(n).task for n in available_presets()})
-        raise PresetError(f"no model for task {task!r}; tasks: {', '.join(tasks)}")
+        return default_preset_for_task(task)  # raises: no model for this task, naming the tasks
     bundled = [p for p in ours if p.method == method and (w := weights_path(p)) and w.is_file()]
     if not bundled:
         methods = sorted({p.method for p in ours if (w := weights_path(p)) and w.is_file()})

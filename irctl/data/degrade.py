@@ -1,8 +1,9 @@
 """Synthetic degradations: how a clean photo becomes a training pair (LQ, GT[, conditioning]).
 
 Each synthesis is a pure function of (clean batch in [0,1], generator), so training batches and
-held-out test inputs are reproducible from a seed. Noise, haze and shadows degrade the photo, which
-is the ground truth; bokeh renders both sides from the photo (one lens each) and returns the lens codes.
+held-out test inputs are reproducible from a seed. Noise, haze and shadows degrade the photo,
+which is the ground truth; bokeh renders both sides from the photo (one lens each) and returns
+the lens codes.
 """
 
 from __future__ import annotations
