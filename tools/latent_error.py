@@ -19,6 +19,7 @@ import torch
 
 from irctl.engine.heldout import heldout_photos
 from irctl.engine.restore import load_restorer
+from irctl.io.images import to_dtype
 from irctl.methods.base import Conditioning, SampleOptions
 from irctl.methods.refusion import bind_condition, condition_tensor, sample_reverse
 from irctl.metrics.fidelity import psnr
@@ -26,8 +27,8 @@ from irctl.nets.unet_latent import pad_to_multiple
 
 
 def _to_uint8(x: torch.Tensor, h: int, w: int) -> np.ndarray:
-    pixels = x[0, :, :h, :w].clamp(0, 1).permute(1, 2, 0).numpy()
-    return (pixels * 255.0).round().astype(np.uint8)
+    """The 8-bit image `irctl compare` scores: cropped back, clipped, written as a file would."""
+    return to_dtype(np.clip(x[0, :, :h, :w].permute(1, 2, 0).numpy(), 0.0, 1.0), np.uint8)
 
 
 def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
