@@ -24,7 +24,7 @@ else:  # pragma: no cover
 class DegradationConfig:
     """How LQ images are synthesised from clean photos (training and held-out evaluation)."""
 
-    kind: str = "gaussian_noise"  # gaussian_noise | haze | bokeh | shadow
+    kind: str = "gaussian_noise"  # gaussian_noise | haze | bokeh | shadow | stereo_sr
     sigma: float = 25.0  # noise std, 0–255 units
     quantize: bool = True  # round/clip to 8 bits, as a photo file is
     # haze: I = J·t + A(1 − t), t = exp(−β(x)·d(x)) (irctl/data/haze.py)
@@ -41,6 +41,14 @@ class DegradationConfig:
     # shadow: cast shadows (irctl/data/shadow.py); this share of training photos gets none, so
     # a model learns to leave shadow-free photos alone
     shadow_free: float = 0.1
+    # ... and this share is a dark scene (whole frame dimmed and blued, target too), so a dark
+    # blue sky or a photo taken in shade is not mistaken for a cast shadow
+    shadow_dark_scene: float = 0.0
+    # stereo_sr: LR = MATLAB bicubic ×1/scale of each view (irctl/data/resize.py); views made
+    # from a single photo get a synthetic disparity up to this fraction of the photo's width
+    # (the shipped motorcycle pair's reaches 8%)
+    scale: int = 4
+    stereo_max_disparity: tuple[float, float] = (0.03, 0.08)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,19 @@ class NetworkConfig:
     #: Global per-image scalars the network is conditioned on (bokeh: source and target lens
     #: codes), each embedded like a timestep and projected to a per-block scale/shift.
     cond_scalars: int = 0
+    #: 2 = stereo: images are L‖R pairs (6 channels) and the views exchange information through
+    #: SCAM cross-attention (irctl/nets/stereo.py).
+    views: int = 1
+    #: stereo: one set of cross-attention weights for both views, so swapping the input views
+    #: swaps the outputs exactly (the official code has separate left/right weights)
+    tied_views: bool = False
+    #: > 1: super-resolution by this factor; the input is the LR image and μ (Refusion) is its
+    #: bicubic upsampling.
+    upscale: int = 1
+    #: "unet" (NAFNet, the sizes above) | "nafssr" (flat NAFSSR on the LR views: width and
+    #: ``blocks``; a regression network for stereo SR)
+    arch: str = "unet"
+    blocks: int = 8
 
 
 @dataclass(frozen=True)
@@ -207,7 +228,23 @@ def preset_from_dict(data: dict[str, Any], where: str = "preset") -> Preset:
     unknown = set(data) - top
     if unknown:
         raise PresetError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    return Preset(**data, **sections)
+    preset = Preset(**data, **sections)
+    _check_consistency(preset, where)
+    return preset
+
+
+def _check_consistency(preset: Preset, where: str) -> None:
+    """Settings that must agree across sections (a wrong one would train a useless model)."""
+    net, deg = preset.network, preset.degradation
+    if net.views not in (1, 2):
+        raise PresetError(f"{where}: network.views must be 1 or 2, got {net.views}")
+    if net.arch not in ("unet", "nafssr"):
+        raise PresetError(f"{where}: network.arch must be unet or nafssr, got {net.arch!r}")
+    if deg.kind == "stereo_sr" and (net.views, net.upscale) != (2, deg.scale):
+        raise PresetError(
+            f"{where}: a stereo_sr degradation needs network.views = 2 and network.upscale = "
+            f"degradation.scale = {deg.scale}, got views {net.views}, upscale {net.upscale}"
+        )
 
 
 def preset_to_dict(preset: Preset) -> dict[str, Any]:

@@ -52,7 +52,11 @@ def test_shadow_synthesis_is_seeded_and_heldout_photos_always_have_a_shadow() ->
     synth = build_pair_synthesis(preset.degradation)
     a = synth(clean, torch.Generator().manual_seed(5))
     b = synth(clean, torch.Generator().manual_seed(5))
-    assert torch.equal(a.lq, b.lq) and torch.equal(a.gt, clean)
+    assert torch.equal(a.lq, b.lq) and torch.equal(a.gt, b.gt)
+    # The target is the photo, or (a dark-scene draw) the photo dimmed by one factor per channel.
+    scale = a.gt.sum(dim=(2, 3), keepdim=True) / clean.sum(dim=(2, 3), keepdim=True)
+    assert torch.allclose(a.gt, clean * scale, atol=1e-6)
+    assert (scale <= 1.0 + 1e-6).all()
     assert not torch.equal(a.lq, synth(clean, torch.Generator().manual_seed(6)).lq)
     for photo in heldout_photos(preset):
         darkened = photo.lq.mean(axis=2) < photo.gt.mean(axis=2) / 255.0 * 0.8

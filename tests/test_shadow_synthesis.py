@@ -126,6 +126,37 @@ def test_no_shadow_probability_is_honoured() -> None:
     assert 12 <= free <= 50
 
 
+def test_dark_scene_dims_target_and_input_alike(clean: np.ndarray) -> None:
+    """A dark-scene draw scales the target by one darker, bluer factor per channel, and the
+    input is that target under the usual shadow and gain: the model is taught that a dim, blue
+    frame is content, not an umbra to lift."""
+    dark = ShadowParams(no_shadow=1.0, dark_scene=1.0)
+    bound = _max_gain_deviation(dark)
+    lo, hi = dark.dark_scene_red
+    for seed in range(5):
+        sample = shadow_parameters(*clean.shape[:2], dark, _rng(seed))
+        s = sample.scene
+        assert lo <= s[0] <= hi and s[0] < s[1] < s[2] <= 0.95
+        shadow_image, target = apply_shadow(clean, sample)
+        assert np.allclose(target, clean * s, rtol=1e-6)
+        assert np.all(np.abs(shadow_image - target) <= bound * target + 1e-6)
+
+
+def test_dark_scene_off_keeps_the_draws_of_a_seed(clean: np.ndarray) -> None:
+    """``dark_scene`` = 0 consumes no extra random numbers, so presets without it synthesise
+    exactly the pairs they were trained on; with it, a scene is dimmed about as often as asked."""
+    for seed in range(3):
+        a = add_shadow(clean, ALWAYS, _rng(seed))
+        b = add_shadow(clean, ShadowParams(no_shadow=0.0, dark_scene=0.0), _rng(seed))
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    some = ShadowParams(dark_scene=0.3)
+    dimmed = sum(
+        bool((shadow_parameters(24, 24, some, _rng(seed)).scene < 1.0).any()) for seed in range(300)
+    )
+    # Binomial(300, 0.3): mean 90, sd 7.9.
+    assert 60 <= dimmed <= 120
+
+
 def test_shadow_area_stays_in_the_documented_range() -> None:
     lo, hi = ALWAYS.area
     fractions = []

@@ -319,3 +319,45 @@ def test_paper_size_matches_the_official_count():
     assert round(official(mono) / 1e6, 2) == 76.61
     assert round(official(stereo) / 1e6, 2) == 112.03
     assert sum(isinstance(m, NAFBlock) for m in stereo.modules()) == len(_block_widths(cfg))
+
+
+@pytest.mark.parametrize("downscale", [1, 4])
+def test_tied_scam_has_one_weight_set_and_is_swap_equivariant(downscale):
+    """``tied=True`` is the tied layout built in: no right-view parameters, and exactly
+    equivariant to the view swap whatever its (random) weights."""
+    torch.manual_seed(1)
+    tied = SCAM(8, downscale, tied=True).double()
+    _randomise(tied, seed=3)
+    names = {n for n, _ in tied.named_parameters()}
+    assert not any(n.startswith(("r_", "norm_r", "gamma")) for n in names)
+    untied = SCAM(8, downscale)
+    assert sum(p.numel() for p in untied.parameters()) == 2 * sum(
+        p.numel() for p in tied.parameters()
+    )
+    x_l, x_r = torch.randn(2, 2, 8, 12, 20, dtype=torch.float64)
+    with torch.no_grad():
+        y_l, y_r = tied(x_l, x_r)
+        s_l, s_r = tied(x_r, x_l)
+    torch.testing.assert_close(s_l, y_r)
+    torch.testing.assert_close(s_r, y_l)
+    assert (y_l - x_l).abs().max() > 1e-3  # the randomised module does something
+
+
+def test_nafssr_upscales_both_views_onto_the_bicubic_and_is_swap_equivariant_when_tied():
+    from irctl.data.resize import upscale
+    from irctl.nets.stereo import NAFSSR
+
+    torch.manual_seed(0)
+    net = NAFSSR(width=8, blocks=2, upscale=4, tied=True).double().eval()
+    _randomise(net, seed=5)
+    lq = torch.rand(2, 6, 10, 14, dtype=torch.float64)
+    with torch.no_grad():
+        out = net(lq)
+        swapped = net(_swap(lq))
+    assert out.shape == (2, 6, 40, 56)
+    torch.testing.assert_close(swapped, _swap(out))
+    # With the last conv zeroed the network is exactly the bicubic upsampling of each view.
+    with torch.no_grad():
+        net.up[0].weight.zero_()
+        net.up[0].bias.zero_()
+        torch.testing.assert_close(net(lq), upscale(lq, 4))

@@ -31,7 +31,8 @@ def restore(
         "denoise",
         "--task",
         "-t",
-        help="denoise | dehaze | bokeh | shadow; picks the task's bundled default model.",
+        help="denoise | dehaze | bokeh | shadow | stereo-sr; picks the task's bundled default "
+        "model.",
     ),
     method: str = typer.Option(
         None,
@@ -101,19 +102,28 @@ def restore(
 
       irctl restore --task bokeh --src in/ --dst out/ --src-lens Sony50mmf16.0BS --tgt-lens Sony50mmf1.8BS
 
+      irctl restore --task stereo-sr --src pairs/ --dst sr/
+
+    Stereo models take left/right pairs, paired by name: scene_L.png + scene_R.png (also
+    _left/_right, or the same name in L/ and R/ or left/ and right/ folders); they write
+    scene_L.png and scene_R.png, both or neither. A file without its partner is an error.
+
     Outputs keep the input's format, bit depth (8/16-bit, float TIFF), alpha channel and
     grey/colour layout. Each output is written atomically, so an interrupted run can simply be
     started again: finished images are skipped (use --overwrite to redo them). A file that
     cannot be read or restored is reported on stderr in one line and the batch goes on; the exit
-    code is then 1. Under torchrun, the file list is sharded by RANK/WORLD_SIZE.
+    code is then 1. Under torchrun, the file list (stereo: the pair list) is sharded by
+    RANK/WORLD_SIZE.
     """
     import torch
 
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.restore import load_restorer, plan_jobs, run_jobs
+    from irctl.engine.restore_pairs import plan_pair_jobs, run_pair_jobs
     from irctl.io.folders import discover, shard
     from irctl.io.images import remove_stale_partials
+    from irctl.io.stereo import remove_stale_pair_partials
     from irctl.methods.base import SampleOptions
 
     console = stderr_console()
@@ -139,16 +149,22 @@ def restore(
     except ValueError as err:
         raise usage_error(str(err)) from None
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    files = shard(files, rank, world)
+    stereo = resolved.network.views == 2
+    if not stereo:  # pairs are sharded once paired, so a pair never straddles two ranks
+        files = shard(files, rank, world)
     src_root = Path(src) if src != "-" and Path(src).is_dir() else None
     try:
         conditioner = _conditioner(resolved, src_root, src_lens, tgt_lens, lens_meta)
     except ValueError as err:
         raise usage_error(str(err)) from None
     dst.mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale_partials(dst):
+    for stale in remove_stale_partials(dst) + remove_stale_pair_partials(dst):
         console.print(f"removed an unfinished temp file from an interrupted run: {stale}")
-    plan = plan_jobs(files, dst, src_root=src_root, ext=ext, suffix=suffix, overwrite=overwrite)
+    planner = plan_pair_jobs if stereo else plan_jobs
+    plan = planner(files, dst, src_root=src_root, ext=ext, suffix=suffix, overwrite=overwrite)
+    if stereo:
+        plan.jobs, plan.skipped = shard(plan.jobs, rank, world), shard(plan.skipped, rank, world)
+        plan.errors = shard(plan.errors, rank, world)
     for path, reason in plan.errors:
         console.print(f"error: {path}: {reason}", markup=False)
     how = (
@@ -157,7 +173,8 @@ def restore(
         else "single forward pass"
     )
     console.print(
-        f"{resolved.name} ({resolved.method}) on {torch_device}: {len(plan.jobs)} to restore, "
+        f"{resolved.name} ({resolved.method}) on {torch_device}: {len(plan.jobs)} "
+        f"{'pairs' if stereo else 'images'} to restore, "
         f"{len(plan.skipped)} already done; {how}, tile {options.tiler.tile or 'off'}"
     )
     if threads:
@@ -177,7 +194,7 @@ def restore(
         disable=not console.is_terminal,
     )
     with progress:
-        files_task = progress.add_task("images", total=len(plan.jobs))
+        files_task = progress.add_task("pairs" if stereo else "images", total=len(plan.jobs))
         steps_task = progress.add_task("steps", total=options.steps)
 
         def on_step(done: int, total: int) -> None:
@@ -185,23 +202,20 @@ def restore(
 
         def on_done(job, seconds: float) -> None:
             progress.advance(files_task)
-            console.print(f"restored {job.src} → {job.dst} ({seconds:.1f} s)", markup=False)
+            what = _describe(job)
+            console.print(f"restored {what} ({seconds:.1f} s)", markup=False)
 
         def on_error(path: Path, reason: str) -> None:
             progress.advance(files_task)
             console.print(f"error: {path}: {reason}", markup=False)
 
-        summary = run_jobs(
-            restorer,
-            plan.jobs,
-            options,
-            seed=seed,
-            device=torch_device,
-            on_error=on_error,
-            on_done=on_done,
-            on_step=on_step,
-            conditioner=conditioner,
+        common = dict(
+            seed=seed, device=torch_device, on_error=on_error, on_done=on_done, on_step=on_step
         )
+        if stereo:
+            summary = run_pair_jobs(restorer, plan.jobs, options, **common)
+        else:
+            summary = run_jobs(restorer, plan.jobs, options, conditioner=conditioner, **common)
     n_failed = len(summary.failed) + len(plan.errors)
     console.print(
         f"done: {len(summary.restored)} restored, {len(plan.skipped)} skipped, {n_failed} failed "
@@ -213,8 +227,8 @@ def restore(
             json.dumps(
                 {
                     "preset": resolved.name,
-                    "restored": [{"src": str(j.src), "dst": str(j.dst)} for j in summary.restored],
-                    "skipped": [{"src": str(j.src), "dst": str(j.dst)} for j in plan.skipped],
+                    "restored": [_job_json(j) for j in summary.restored],
+                    "skipped": [_job_json(j) for j in plan.skipped],
                     "failed": failed,
                     "seconds": summary.seconds,
                     "megapixels": summary.megapixels,
@@ -222,6 +236,21 @@ def restore(
             )
         )
     raise typer.Exit(EXIT_PARTIAL_FAILURE if n_failed else EXIT_OK)
+
+
+def _describe(job) -> str:
+    """'src → dst', or for a stereo pair both inputs and both outputs."""
+    if hasattr(job, "pair"):
+        return f"{job.pair.left} + {job.pair.right} → {job.left_dst} + {job.right_dst}"
+    return f"{job.src} → {job.dst}"
+
+
+def _job_json(job) -> dict[str, str]:
+    """A job for --json: src/dst, plus src_right/dst_right for a stereo pair."""
+    row = {"src": str(job.src), "dst": str(job.dst)}
+    if hasattr(job, "pair"):
+        row.update(src_right=str(job.pair.right), dst_right=str(job.right_dst))
+    return row
 
 
 def _conditioner(preset, src_root, src_lens, tgt_lens, lens_meta):

@@ -7,16 +7,30 @@ never trained on (they make the README's tables).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from irctl.config import DegradationConfig
 from irctl.data.batch import Batch
 from irctl.data.degrade import PairSynthesis
 
-__all__ = ["Batch", "PairedCropSampler", "load_photo", "synthesize_pair"]
+__all__ = [
+    "Batch",
+    "PairedCropSampler",
+    "augment",
+    "augment_stereo",
+    "load_photo",
+    "load_photos",
+    "load_stereo_photo",
+    "synthesize_pair",
+]
+
+#: The name of scikit-image's real rectified stereo pair (Middlebury 2014 "Motorcycle").
+REAL_STEREO_PAIR = "motorcycle"
 
 
 def skimage_data_dir() -> Path:
@@ -38,6 +52,35 @@ def load_photo(name: str) -> np.ndarray:
     return rgb / np.float32(255.0)
 
 
+def load_stereo_photo(name: str, max_disparity: tuple[float, float]) -> np.ndarray:
+    """An L‖R pair as float32 H×W×6: ``motorcycle`` is scikit-image's real pair (ground-truth
+    disparity up to 60 px); any other photo becomes a synthetic pair by disparity warping
+    (:func:`irctl.data.stereo.stereo_pair_from_photo`, unfilled columns trimmed), with a maximum
+    disparity of U(``max_disparity``) × its width drawn from a generator seeded by the name, so
+    every run and every split sees the same pair."""
+    import zlib
+
+    from irctl.data.stereo import stereo_pair_from_photo
+
+    if name == REAL_STEREO_PAIR:
+        left, right = load_photo("motorcycle_left"), load_photo("motorcycle_right")
+    else:
+        photo = load_photo(name)
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        disparity = rng.uniform(*max_disparity) * photo.shape[1]
+        left, right = stereo_pair_from_photo(photo, disparity, rng, trim=True)
+    return np.concatenate([left, right], axis=2).astype(np.float32)
+
+
+def load_photos(
+    names: list[str] | tuple[str, ...], degradation: DegradationConfig
+) -> list[np.ndarray]:
+    """The clean images a preset trains and tests on: RGB photos, or L‖R pairs for stereo SR."""
+    if degradation.kind == "stereo_sr":
+        return [load_stereo_photo(n, degradation.stereo_max_disparity) for n in names]
+    return [load_photo(n) for n in names]
+
+
 def augment(x: Tensor, flags: Tensor) -> Tensor:
     """Random hflip / vflip / transpose (the 8 dihedral symmetries), as BasicSR's ``augment``."""
     if flags[0]:
@@ -46,6 +89,19 @@ def augment(x: Tensor, flags: Tensor) -> Tensor:
         x = x.flip(-2)
     if flags[2]:
         x = x.transpose(-1, -2)
+    return x
+
+
+def augment_stereo(x: Tensor, flags: Tensor) -> Tensor:
+    """The flips that keep a rectified L‖R pair (2C×H×W) a valid one: a vertical flip, and a
+    horizontal mirror of both views *with the views swapped* (the mirror image of a left view
+    is a right view; mirroring alone would turn every disparity negative). No transpose: it
+    would make the disparity vertical. ``flags[2]`` is unused."""
+    if flags[0]:
+        left, right = x.flip(-1).chunk(2, dim=0)
+        x = torch.cat([right, left], dim=0)
+    if flags[1]:
+        x = x.flip(-2)
     return x
 
 
@@ -63,6 +119,7 @@ class PairedCropSampler:
         patch: int,
         batch: int,
         use_augment: bool = True,
+        augment_fn: Callable[[Tensor, Tensor], Tensor] = augment,
     ) -> None:
         small = [p.shape for p in photos if min(p.shape[:2]) < patch]
         if small:
@@ -75,6 +132,7 @@ class PairedCropSampler:
         self.patch = patch
         self.batch = batch
         self.use_augment = use_augment
+        self.augment_fn = augment_fn
 
     def sample(self, generator: torch.Generator) -> Batch:
         crops = []
@@ -86,7 +144,7 @@ class PairedCropSampler:
             left = int(torch.randint(0, w - self.patch + 1, (1,), generator=generator))
             crop = photo[:, top : top + self.patch, left : left + self.patch]
             if self.use_augment:
-                crop = augment(crop, torch.rand(3, generator=generator) < 0.5)
+                crop = self.augment_fn(crop, torch.rand(3, generator=generator) < 0.5)
             crops.append(crop)
         return self.synthesize(torch.stack(crops).contiguous(), generator)
 

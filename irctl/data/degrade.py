@@ -20,7 +20,7 @@ from irctl.data.batch import Batch
 #: clean NCHW batch, generator → training pair.
 PairSynthesis = Callable[[Tensor, torch.Generator], Batch]
 
-DEGRADATIONS = ("gaussian_noise", "haze", "bokeh", "shadow")
+DEGRADATIONS = ("gaussian_noise", "haze", "bokeh", "shadow", "stereo_sr")
 
 
 def quantize_8bit(x: Tensor) -> Tensor:
@@ -85,17 +85,39 @@ def _shadow_pair(cfg: DegradationConfig, heldout: bool = False) -> PairSynthesis
     get one: a shadow-free held-out case would only measure the input's gain."""
     from irctl.data.shadow import ShadowParams, add_shadow
 
-    params = ShadowParams(no_shadow=0.0 if heldout else cfg.shadow_free)
+    if heldout:
+        params = ShadowParams(no_shadow=0.0)
+    else:
+        params = ShadowParams(no_shadow=cfg.shadow_free, dark_scene=cfg.shadow_dark_scene)
 
     def synth(clean: Tensor, g: torch.Generator) -> Batch:
         rng = _numpy_rng(g)
-        shadowed = []
+        shadowed, targets = [], []
         for photo in clean:
             pixels = photo.permute(1, 2, 0).cpu().numpy()
-            lq, _gt, _mask = add_shadow(pixels, params, rng)
+            lq, gt, _mask = add_shadow(pixels, params, rng)
             shadowed.append(torch.from_numpy(lq).permute(2, 0, 1))
+            targets.append(torch.from_numpy(gt).permute(2, 0, 1))
         lq = torch.stack(shadowed).to(clean.device, clean.dtype)
-        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=clean)
+        gt = torch.stack(targets).to(clean.device, clean.dtype)
+        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=gt)
+
+    return synth
+
+
+def _stereo_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """Stereo SR: the clean batch is L‖R pairs (N×6×H×W, :func:`irctl.data.datasets.
+    load_stereo_photo`), cropped to multiples of the scale; each view's LR is its MATLAB bicubic
+    ×1/scale (NTIRE's degradation), stored as 8 bits like the benchmark's PNG files."""
+    from irctl.data.resize import downscale
+
+    s = cfg.scale
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        h, w = clean.shape[-2:]
+        hr = clean[..., : h - h % s, : w - w % s]
+        lq = downscale(hr, s)
+        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=hr)
 
     return synth
 
@@ -112,7 +134,7 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
         return _bokeh_pair(cfg)
     if cfg.kind == "shadow":
         return _shadow_pair(cfg, heldout=heldout_index is not None)
-    builders = {"gaussian_noise": _noise_pair, "haze": _haze_pair}
+    builders = {"gaussian_noise": _noise_pair, "haze": _haze_pair, "stereo_sr": _stereo_sr_pair}
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")
     return builders[cfg.kind](cfg)

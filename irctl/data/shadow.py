@@ -32,7 +32,7 @@ pixel loss can learn.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -77,6 +77,10 @@ class ShadowParams:
     the input's channel c is scaled by gain·(1 + t_c), t_c ~ U(−tint, tint).
     ``no_shadow``: probability of an image with no shadow at all (input = target up to the gain),
     so a model learns to leave shadow-free photos alone.
+    ``dark_scene``: probability that the scene itself (target and input alike) is dimmed and
+    blued over the whole frame by a factor drawn as an umbra's with a red transmittance in
+    ``dark_scene_red`` — a photo taken in full shade or at dusk. Without it every dark-blue
+    region a model sees in training is a cast shadow, and it brightens a night sky.
     """
 
     shapes: tuple[int, int] = (1, 4)
@@ -88,6 +92,8 @@ class ShadowParams:
     gain: tuple[float, float] = (0.96, 1.04)
     tint: float = 0.02
     no_shadow: float = 0.1
+    dark_scene: float = 0.0
+    dark_scene_red: tuple[float, float] = (0.25, 0.9)
 
     def __post_init__(self) -> None:
         lo, hi = self.area
@@ -101,16 +107,20 @@ class ShadowParams:
             raise ValueError(f"blue_ratio must be ≥ 1 (shadows are bluer), got {self.blue_ratio}")
         if not 0.0 <= self.no_shadow <= 1.0:
             raise ValueError(f"no_shadow is a probability, got {self.no_shadow}")
+        if not 0.0 <= self.dark_scene <= 1.0:
+            raise ValueError(f"dark_scene is a probability, got {self.dark_scene}")
 
 
 @dataclass(frozen=True)
 class ShadowSample:
     """One draw: matte H×W float32 in [0, 1] (all zero for a shadow-free draw), the umbra
-    transmittance per channel (3,) and the input's per-channel gain (3,)."""
+    transmittance per channel (3,), the input's per-channel gain (3,) and the scene's own
+    per-channel dimming (3,), ones unless the draw is a dark scene."""
 
     mask: np.ndarray
     attenuation: np.ndarray
     gain: np.ndarray
+    scene: np.ndarray = field(default_factory=lambda: np.ones(3, dtype=np.float32))
 
     @property
     def has_shadow(self) -> bool:
@@ -319,9 +329,12 @@ def shadow_mask(h: int, w: int, params: ShadowParams, rng: np.random.Generator) 
     return penumbra_profile(2.0 * sd / width).astype(np.float32)
 
 
-def _attenuation(params: ShadowParams, rng: np.random.Generator) -> np.ndarray:
-    """(a_R, a_G, a_B) with a_R < a_G < a_B ≤ 0.95: darker and bluer umbra (skylight only)."""
-    a_r = _uniform(rng, params.attenuation_red)
+def _attenuation(
+    params: ShadowParams, rng: np.random.Generator, red: tuple[float, float] | None = None
+) -> np.ndarray:
+    """(a_R, a_G, a_B) with a_R < a_G < a_B ≤ 0.95: darker and bluer umbra (skylight only);
+    ``red`` overrides the range a_R is drawn from."""
+    a_r = _uniform(rng, params.attenuation_red if red is None else red)
     ratio = _uniform(rng, params.blue_ratio)
     gamma = float(rng.uniform(0.3, 0.7))
     a = np.array([a_r, a_r * ratio**gamma, a_r * ratio], dtype=np.float64)
@@ -332,7 +345,8 @@ def shadow_parameters(
     h: int, w: int, params: ShadowParams, rng: np.random.Generator
 ) -> ShadowSample:
     """Draw one image's shadow: first whether it has any (``no_shadow``), then matte,
-    attenuation and the input's gain (the gain is drawn for shadow-free images too)."""
+    attenuation and the input's gain (the gain is drawn for shadow-free images too), then, only
+    when ``dark_scene`` > 0 (so draws without it are unchanged), whether the scene is dark."""
     shadowless = bool(rng.random() < params.no_shadow)
     if shadowless:
         mask = np.zeros((h, w), dtype=np.float32)
@@ -342,17 +356,20 @@ def shadow_parameters(
         attenuation = _attenuation(params, rng)
     tint = rng.uniform(-params.tint, params.tint, 3)
     gain = (_uniform(rng, params.gain) * (1.0 + tint)).astype(np.float32)
-    return ShadowSample(mask=mask, attenuation=attenuation, gain=gain)
+    scene = np.ones(3, dtype=np.float32)
+    if params.dark_scene > 0.0 and rng.random() < params.dark_scene:
+        scene = _attenuation(params, rng, red=params.dark_scene_red)
+    return ShadowSample(mask=mask, attenuation=attenuation, gain=gain, scene=scene)
 
 
 def apply_shadow(clean: np.ndarray, sample: ShadowSample) -> tuple[np.ndarray, np.ndarray]:
-    """(input, target) for an H×W×3 photo in [0, 1]: input = clip(clean·(1 − m(1 − a))·gain),
-    target = the photo itself (float32 copies)."""
-    clean = np.asarray(clean, dtype=np.float32)
+    """(input, target) for an H×W×3 photo in [0, 1]: target = clean·s (s = the scene's dimming,
+    ones for most draws), input = clip(target·(1 − m(1 − a))·gain) (float32 copies)."""
+    target = (np.asarray(clean, dtype=np.float32) * sample.scene).astype(np.float32)
     m = sample.mask[..., None]
-    shadowed = clean * (1.0 - m * (1.0 - sample.attenuation))
+    shadowed = target * (1.0 - m * (1.0 - sample.attenuation))
     shadow_image = np.clip(shadowed * sample.gain, 0.0, 1.0).astype(np.float32)
-    return shadow_image, clean.copy()
+    return shadow_image, target
 
 
 def add_shadow(

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
+
+from irctl.data.resize import downscale
 
 __all__ = [
     "WarpResult",
@@ -198,7 +201,6 @@ def disparity_from_photo(
     edges, where real occlusions are. Then d = max_disparity · (n₀ + (1 − n₀)·(1 − depth)) with a
     near floor n₀ ~ U(0, 0.25) (not every scene reaches infinity).
     """
-    import torch
 
     from irctl.data.bokeh import luminance_depth
     from irctl.data.fields import depth_proxy
@@ -254,38 +256,6 @@ def mod_crop(image: np.ndarray, factor: int) -> np.ndarray:
     return image[: h - h % factor, : w - w % factor]
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    """Keys' cubic convolution kernel with a = −0.5 (MATLAB's and PIL's ``bicubic``)."""
-    ax = np.abs(x)
-    ax2, ax3 = ax * ax, ax * ax * ax
-    near = (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1.0)
-    far = (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1.0) & (ax <= 2.0))
-    return near + far
-
-
-def _downscale_matrix(n_in: int, factor: int) -> np.ndarray:
-    """(n_in // factor) × n_in matrix of MATLAB ``imresize``'s antialiased bicubic weights.
-
-    As MATLAB's ``contributions``: output pixel i (1-based) samples input coordinate
-    u = i·f + ½(1 − f); the kernel is stretched ×f (antialiasing), normalised per output pixel,
-    and taps past the border are mirrored (symmetric padding).
-    """
-    scale = 1.0 / factor
-    n_out = n_in // factor
-    width = 4.0 * factor
-    u = np.arange(1, n_out + 1, dtype=np.float64) / scale + 0.5 * (1.0 - 1.0 / scale)
-    left = np.floor(u - width / 2.0)
-    taps = math.ceil(width) + 2
-    idx = left[:, None] + np.arange(taps)[None, :]
-    weights = scale * _cubic(scale * (u[:, None] - idx))
-    weights /= weights.sum(axis=1, keepdims=True)
-    mirror = np.concatenate([np.arange(n_in), np.arange(n_in - 1, -1, -1)])
-    src = mirror[np.mod(idx.astype(np.int64) - 1, 2 * n_in)]
-    matrix = np.zeros((n_out, n_in), dtype=np.float64)
-    np.add.at(matrix, (np.repeat(np.arange(n_out), taps), src.ravel()), weights.ravel())
-    return matrix
-
-
 def bicubic_downscale(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """The ×``factor`` LR of an H×W(×C) float image: MATLAB ``imresize(x, 1/factor, 'bicubic')``.
 
@@ -303,11 +273,9 @@ def bicubic_downscale(image: np.ndarray, factor: int = 4) -> np.ndarray:
         return x.astype(np.float32)
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"image {image.shape[:2]} is smaller than the factor {factor}")
-    rows = _downscale_matrix(x.shape[0], factor)
-    cols = _downscale_matrix(x.shape[1], factor)
-    out = np.tensordot(rows, x, axes=(1, 0))  # (h, W, ...)
-    out = np.moveaxis(np.tensordot(cols, out, axes=(1, 1)), 0, 1)  # (h, w, ...)
-    return out.astype(np.float32)
+    planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, (0, 1), (-2, -1))))
+    low = downscale(planes, factor).numpy()
+    return np.moveaxis(low, (-2, -1), (0, 1)).astype(np.float32)
 
 
 def stereo_sr_pair(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from irctl.config import Preset
-from irctl.data.datasets import load_photo, synthesize_pair
+from irctl.data.datasets import load_photos, synthesize_pair
 from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.restore import restore_image
 from irctl.io.images import Image, to_dtype, write_image
@@ -56,7 +56,8 @@ def heldout_photos(preset: Preset) -> list[HeldoutPhoto]:
     photos = []
     for i, name in enumerate(preset.data.test):
         synthesize = build_pair_synthesis(preset.degradation, heldout_index=i)
-        lq, gt, cond = synthesize_pair(load_photo(name), synthesize, seed=HELDOUT_SEED + i)
+        (photo,) = load_photos([name], preset.degradation)
+        lq, gt, cond = synthesize_pair(photo, synthesize, seed=HELDOUT_SEED + i)
         gt8 = to_dtype(np.clip(gt, 0.0, 1.0), np.uint8)
         photos.append(HeldoutPhoto(name, gt8, lq.astype(np.float32), cond))
     return photos

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from irctl.config import Preset, TrainConfig, preset_to_dict
-from irctl.data.datasets import PairedCropSampler, load_photo
+from irctl.data.datasets import PairedCropSampler, augment, augment_stereo, load_photos
 from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.checkpoint import (
     Checkpoint,
@@ -82,11 +82,15 @@ def build_sampler(
     names = getattr(preset.data, split)
     if not names:
         raise ValueError(f"preset {preset.name!r} lists no {split} photos")
+    stereo = preset.network.views == 2
+    if cfg.patch % preset.network.upscale:
+        raise ValueError(f"patch {cfg.patch} must be a multiple of the upscale factor")
     return PairedCropSampler(
-        [load_photo(n) for n in names],
+        load_photos(names, preset.degradation),
         build_pair_synthesis(preset.degradation),
         patch=cfg.patch,
         batch=batch or cfg.batch,
+        augment_fn=augment_stereo if stereo else augment,
     )
 
 

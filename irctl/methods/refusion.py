@@ -11,9 +11,11 @@ from torch import Tensor, nn
 
 from irctl.config import Preset
 from irctl.data.batch import Batch
+from irctl.data.resize import upscale
 from irctl.diffusion import mrsde
 from irctl.methods.base import Conditioning, ProgressFn, SampleOptions
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
+from irctl.nets.stereo import StereoConditionalNAFNet
 
 
 def nafnet_config(preset: Preset, channels: int = 3) -> NAFNetConfig:
@@ -44,6 +46,24 @@ def condition_tensor(
     return cond.tensor(batch, device) if wanted and cond is not None else None
 
 
+def noise_network(preset: Preset) -> nn.Module:
+    """Refusion's noise network for the preset: the mono conditional NAFNet, or the stereo one
+    (L‖R views with SCAM after every block) when ``network.views`` = 2."""
+    if preset.network.arch != "unet":
+        raise ValueError(f"{preset.name}: Refusion's noise network is a NAFNet U-Net (arch unet)")
+    cfg = nafnet_config(preset)
+    if preset.network.views == 2:
+        return StereoConditionalNAFNet(cfg, tied=preset.network.tied_views)
+    return ConditionalNAFNet(cfg)
+
+
+def mean_state(preset: Preset, lq: Tensor) -> Tensor:
+    """μ, the SDE's mean state, from the model's input: the LQ image itself, or for SR its
+    MATLAB-bicubic upsampling to the output size, unclamped (fact sheet §0)."""
+    factor = preset.network.upscale
+    return lq if factor == 1 else upscale(lq, factor)
+
+
 def bind_condition(net: Callable[..., Tensor], cond: Tensor | None) -> Callable[..., Tensor]:
     """``net(*args)`` → ``net(*args, cond)`` when there is a condition (passed through tiling)."""
     if cond is None:
@@ -60,7 +80,7 @@ class RefusionRestorer:
         self.preset = preset
         d = preset.diffusion
         self.schedule = mrsde.make_schedule(d.T, d.max_sigma, d.schedule, d.eps)
-        self.net = ConditionalNAFNet(nafnet_config(preset))
+        self.net = noise_network(preset)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -73,7 +93,7 @@ class RefusionRestorer:
     ) -> tuple[Tensor, dict[str, float]]:
         """Refusion's matching loss (paper eq. 6, official ``MatchingLoss``): L1 between one reverse
         SDE step driven by the predicted noise and the optimal reverse state x*_{t−1}."""
-        mu, x0 = batch.lq, batch.gt
+        mu, x0 = mean_state(self.preset, batch.lq), batch.gt
         n = x0.shape[0]
         t = torch.randint(1, self.schedule.T + 1, (n,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
@@ -94,7 +114,8 @@ class RefusionRestorer:
         self.check_options(options)
         c = condition_tensor(self.preset, cond, lq.shape[0], lq.device)
         net = bind_condition(options.tiler.wrap(self.net), c)
-        return sample_reverse(net, lq, self.schedule, options, generator, callback)
+        mu = mean_state(self.preset, lq)
+        return sample_reverse(net, mu, self.schedule, options, generator, callback)
 
 
 def check_sampler_options(sched: mrsde.MRSDESchedule, options: SampleOptions) -> None:

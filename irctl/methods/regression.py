@@ -12,6 +12,21 @@ from irctl.data.batch import Batch
 from irctl.methods.base import Conditioning, ProgressFn, SampleOptions
 from irctl.methods.refusion import bind_condition, condition_tensor, nafnet_config
 from irctl.nets.nafnet import NAFNet
+from irctl.nets.stereo import NAFSSR, StereoNAFNet
+
+
+def regression_network(preset: Preset) -> nn.Module:
+    """The preset's regression network: plain NAFNet, its stereo variant (``views`` = 2), or
+    NAFSSR on the LR views (``arch = "nafssr"``, the stereo-SR baseline; it upscales itself)."""
+    n = preset.network
+    if n.arch == "nafssr":
+        if n.views != 2:
+            raise ValueError(f"{preset.name}: NAFSSR is a stereo network (network.views = 2)")
+        return NAFSSR(n.width, n.blocks, n.upscale, tied=n.tied_views)
+    if n.upscale != 1:
+        raise ValueError(f"{preset.name}: a NAFNet U-Net does not upscale; use arch = nafssr")
+    cfg = nafnet_config(preset)
+    return StereoNAFNet(cfg, tied=n.tied_views) if n.views == 2 else NAFNet(cfg)
 
 
 class RegressionRestorer:
@@ -21,7 +36,7 @@ class RegressionRestorer:
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
-        self.net = NAFNet(nafnet_config(preset))
+        self.net = regression_network(preset)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from irctl.data.resize import upscale
 from irctl.nets.layers import LayerNorm2d
 from irctl.nets.nafnet import ConditionalNAFNet, NAFBlock, NAFNet, NAFNetConfig, _UNetBody
 
@@ -58,7 +59,10 @@ class SCAM(nn.Module):
 
     Because the left and right weights are separate (as in the official code), the module is not
     symmetric under swapping the views; it is exactly view-swap equivariant when the right
-    weights equal the left ones and γ = β.
+    weights equal the left ones and γ = β. ``tied=True`` builds it that way (one set of weights
+    for both views, no right-view parameters): the attention has no positional term, so a view
+    needs no weights of its own, and a tied network restores (R, L) as the swap of (L, R) —
+    irctl's tiny stereo presets use it; the paper-size ones keep the official layout.
 
     Resampling choices:
 
@@ -79,21 +83,31 @@ class SCAM(nn.Module):
     The attention is mask-free and batched: ``einsum`` over (B, H, W, C) rows.
     """
 
-    def __init__(self, channels: int, downscale: int = 4, antialias: bool = False) -> None:
+    def __init__(
+        self, channels: int, downscale: int = 4, antialias: bool = False, tied: bool = False
+    ) -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"downscale must be ≥ 1, got {downscale}")
         self.downscale = downscale
         self.antialias = antialias
+        self.tied = tied
         self.scale = channels**-0.5
         self.norm_l = LayerNorm2d(channels)
-        self.norm_r = LayerNorm2d(channels)
         self.l_proj1 = nn.Conv2d(channels, channels, 1)  # Q_L
-        self.r_proj1 = nn.Conv2d(channels, channels, 1)  # Q_R
         self.l_proj2 = nn.Conv2d(channels, channels, 1)  # V_L
-        self.r_proj2 = nn.Conv2d(channels, channels, 1)  # V_R
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))  # scales right → left
-        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))  # scales left → right
+        if not tied:
+            self.norm_r = LayerNorm2d(channels)
+            self.r_proj1 = nn.Conv2d(channels, channels, 1)  # Q_R
+            self.r_proj2 = nn.Conv2d(channels, channels, 1)  # V_R
+            self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))  # scales left → right
+
+    def _right(self) -> tuple[nn.Module, nn.Module, nn.Module, Tensor]:
+        """The right view's (norm, Q projection, V projection, scale): the left's when tied."""
+        if self.tied:
+            return self.norm_l, self.l_proj1, self.l_proj2, self.beta
+        return self.norm_r, self.r_proj1, self.r_proj2, self.gamma
 
     def _down(self, x: Tensor) -> Tensor:
         if self.downscale == 1:
@@ -116,17 +130,18 @@ class SCAM(nn.Module):
         size = (x_left.shape[-2], x_left.shape[-1])
         small_l, small_r = self._down(x_left), self._down(x_right)
         # (B, C, h, w) → (B, h, w, C): one attention problem per image row.
+        norm_r, proj1_r, proj2_r, gamma = self._right()
         q_l = self.l_proj1(self.norm_l(small_l)).permute(0, 2, 3, 1)
-        q_r = self.r_proj1(self.norm_r(small_r)).permute(0, 2, 3, 1)
+        q_r = proj1_r(norm_r(small_r)).permute(0, 2, 3, 1)
         v_l = self.l_proj2(small_l).permute(0, 2, 3, 1)
-        v_r = self.r_proj2(small_r).permute(0, 2, 3, 1)
+        v_r = proj2_r(small_r).permute(0, 2, 3, 1)
         # attn[b, h, i, j]: left column i against right column j.
         attn = torch.einsum("bhic,bhjc->bhij", q_l, q_r) * self.scale
         r2l = torch.einsum("bhij,bhjc->bhic", attn.softmax(dim=-1), v_r)
         # Right column j attends over left columns i: softmax of Aᵀ along its rows = dim −2 of A.
         l2r = torch.einsum("bhij,bhic->bhjc", attn.softmax(dim=-2), v_l)
         r2l = self._up(r2l.permute(0, 3, 1, 2) * self.beta, size)
-        l2r = self._up(l2r.permute(0, 3, 1, 2) * self.gamma, size)
+        l2r = self._up(l2r.permute(0, 3, 1, 2) * gamma, size)
         return x_left + r2l, x_right + l2r
 
 
@@ -142,10 +157,11 @@ class StereoBlock(nn.Module):
         block: NAFBlock,
         downscale: int = REFUSION_SCAM_DOWNSCALE,
         antialias: bool = False,
+        tied: bool = False,
     ) -> None:
         super().__init__()
         self.block = block
-        self.fusion = SCAM(block.beta.shape[1], downscale, antialias)
+        self.fusion = SCAM(block.beta.shape[1], downscale, antialias, tied)
 
     def forward(self, x: Tensor, temb: Tensor | None = None, cemb: Tensor | None = None) -> Tensor:
         x = self.block(x, temb, cemb)
@@ -156,7 +172,10 @@ class StereoBlock(nn.Module):
 
 
 def add_scam(
-    body: _UNetBody, downscale: int = REFUSION_SCAM_DOWNSCALE, antialias: bool = False
+    body: _UNetBody,
+    downscale: int = REFUSION_SCAM_DOWNSCALE,
+    antialias: bool = False,
+    tied: bool = False,
 ) -> None:
     """Wrap every NAFBlock of a NAFNet body (encoder, middle, decoder) in a :class:`StereoBlock`,
     in place."""
@@ -164,7 +183,7 @@ def add_scam(
         for i, block in enumerate(blocks):
             if not isinstance(block, NAFBlock):
                 raise TypeError(f"expected a NAFBlock, found {type(block).__name__}")
-            blocks[i] = StereoBlock(block, downscale, antialias)
+            blocks[i] = StereoBlock(block, downscale, antialias, tied)
 
 
 def views_to_batch(x: Tensor, channels: int) -> Tensor:
@@ -191,10 +210,11 @@ class _StereoBody:
         *,
         scam_downscale: int = REFUSION_SCAM_DOWNSCALE,
         antialias: bool = False,
+        tied: bool = False,
     ) -> None:
         super().__init__(cfg)  # type: ignore[call-arg]
         self.channels = cfg.channels
-        add_scam(self.body, scam_downscale, antialias)
+        add_scam(self.body, scam_downscale, antialias, tied)
 
 
 class StereoNAFNet(_StereoBody, NAFNet):
@@ -224,3 +244,40 @@ class StereoConditionalNAFNet(_StereoBody, ConditionalNAFNet):
         # whole, which is the official [t; t] duplication for the stacked [L…, R…] batch.
         eps = super().forward(views_to_batch(x_t, c), views_to_batch(mu, c), t, cond)
         return batch_to_views(eps)
+
+
+class NAFSSR(nn.Module):
+    """NAFSSR (Chu et al., CVPRW 2022), the stereo-SR network Refusion's Table 1 compares
+    against, used here as the task's L1 regression baseline: it works on the low-resolution
+    views, which makes it ~16× cheaper per parameter than a network run at HR size.
+
+    L‖R LR views (N×2C×h×w) → intro 3×3 conv per view → ``blocks`` × (NAFBlock + full-resolution
+    SCAM) on the views stacked on the batch axis → 3×3 conv to C·r² + PixelShuffle(r) → plus the
+    bicubic ×r upsampled LR (global residual) → N×2C×rh×rw. The official NAFSSR adds a bilinear
+    upsample; the MATLAB bicubic here is the same μ the Refusion model starts from, so the two
+    methods differ only in what they learn on top of one baseline.
+    """
+
+    def __init__(
+        self, width: int, blocks: int, upscale: int, channels: int = 3, tied: bool = False
+    ) -> None:
+        super().__init__()
+        if upscale < 1 or blocks < 1:
+            raise ValueError(f"upscale and blocks must be ≥ 1, got {upscale} and {blocks}")
+        self.channels = channels
+        self.upscale = upscale
+        self.intro = nn.Conv2d(channels, width, 3, padding=1)
+        self.body = nn.ModuleList(
+            StereoBlock(NAFBlock(width), downscale=1, tied=tied) for _ in range(blocks)
+        )
+        self.up = nn.Sequential(
+            nn.Conv2d(width, channels * upscale**2, 3, padding=1), nn.PixelShuffle(upscale)
+        )
+
+    def forward(self, lq: Tensor, cond: Tensor | None = None) -> Tensor:
+        if cond is not None:
+            raise ValueError("NAFSSR takes no conditioning")
+        x = self.intro(views_to_batch(lq, self.channels))
+        for block in self.body:
+            x = block(x)
+        return batch_to_views(self.up(x)) + upscale(lq, self.upscale)

@@ -1,0 +1,179 @@
+"""`irctl restore` on stereo models: pairs in, pairs out, written as pairs, resumable, and the
+views' roles follow their names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import save_array
+from typer.testing import CliRunner
+
+from irctl.cli.app import app
+from irctl.config import apply_overrides, load_preset
+from irctl.io.images import read_image
+
+runner = CliRunner()
+
+STEREO_OVERRIDES = [
+    "train.batch=2",
+    "train.patch=32",
+    "train.iterations=3",
+    "train.val_every=0",
+    "train.log_every=1",
+    "train.checkpoint_every=3",
+    'data.train=["motorcycle"]',
+]
+
+
+@pytest.fixture(scope="module")
+def regression_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """NAFSSR (tied views) trained 3 steps: every layer has left its initial value."""
+    from irctl.engine.train import train
+
+    preset = apply_overrides(
+        load_preset("stereo-sr-regression-tiny"),
+        [*STEREO_OVERRIDES, "network.width=8", "network.blocks=2"],
+    )
+    return train(preset, tmp_path_factory.mktemp("nafssr")).weights
+
+
+@pytest.fixture(scope="module")
+def refusion_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from irctl.engine.train import train
+
+    preset = apply_overrides(
+        load_preset("stereo-sr-tiny"),
+        [
+            *STEREO_OVERRIDES,
+            "network.width=8",
+            "network.enc_blocks=[1, 1]",
+            "network.dec_blocks=[1, 1]",
+            "diffusion.T=10",
+            "sampler.steps=4",
+            "sampler.tile=0",
+        ],
+    )
+    return train(preset, tmp_path_factory.mktemp("stereo-refusion")).weights
+
+
+@pytest.fixture(scope="module")
+def views() -> tuple[np.ndarray, np.ndarray]:
+    """A small crop of the real motorcycle pair (8-bit), 20×28: the model upscales it ×4."""
+    from irctl.data.datasets import load_photo
+
+    left = load_photo("motorcycle_left")[200:220, 300:328]
+    right = load_photo("motorcycle_right")[200:220, 300:328]
+    return tuple((np.rint(v * 255)).astype(np.uint8) for v in (left, right))
+
+
+def _restore(weights: Path, src: Path, dst: Path, *extra: str):
+    args = ["restore", "--weights", str(weights), "--src", str(src), "--dst", str(dst)]
+    return runner.invoke(app, [*args, "--json", *extra])
+
+
+def test_pairs_in_pairs_out_at_four_times_the_size(regression_weights, views, tmp_path):
+    left, right = views
+    src = tmp_path / "in"
+    save_array(src / "scene_L.png", left)
+    save_array(src / "scene_R.png", right)
+    save_array(src / "L" / "street.png", right)  # folder convention
+    save_array(src / "R" / "street.png", left)
+    result = _restore(regression_weights, src, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    written = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")
+    )
+    assert written == ["scene_L.png", "scene_R.png", "street_L.png", "street_R.png"]
+    for name in written:
+        image = read_image(tmp_path / "out" / name)
+        assert image.pixels.shape == (80, 112, 3) and image.dtype == np.uint8
+    summary = json.loads(result.stdout)
+    assert {Path(r["dst_right"]).name for r in summary["restored"]} == {
+        "scene_R.png",
+        "street_R.png",
+    }
+
+
+def test_swapping_the_views_swaps_the_outputs(regression_weights, views, tmp_path):
+    """The file named _L is restored as the left view: give the right image that name and the
+    outputs trade places (exactly, up to one 8-bit level of float round-off, since the tied
+    cross-view attention treats both views alike)."""
+    left, right = views
+    save_array(tmp_path / "a" / "x_L.png", left)
+    save_array(tmp_path / "a" / "x_R.png", right)
+    save_array(tmp_path / "b" / "x_L.png", right)
+    save_array(tmp_path / "b" / "x_R.png", left)
+    for name in ("a", "b"):
+        assert (
+            _restore(regression_weights, tmp_path / name, tmp_path / f"{name}-out").exit_code == 0
+        )
+
+    def pixels(folder: str, view: str) -> np.ndarray:
+        return read_image(tmp_path / f"{folder}-out" / f"x_{view}.png").pixels * 255.0
+
+    assert np.abs(pixels("a", "L") - pixels("b", "R")).max() <= 1.0
+    assert np.abs(pixels("a", "R") - pixels("b", "L")).max() <= 1.0
+    # ... and the two views' outputs do differ, so the comparison means something.
+    assert np.abs(pixels("a", "L") - pixels("a", "R")).mean() > 5.0
+
+
+def test_unpaired_and_mismatched_inputs_fail_alone(regression_weights, views, tmp_path):
+    left, right = views
+    src = tmp_path / "in"
+    save_array(src / "good_L.png", left)
+    save_array(src / "good_R.png", right)
+    save_array(src / "lonely_L.png", left)  # no partner
+    save_array(src / "odd_L.png", left)
+    save_array(src / "odd_R.png", right[:, :20])  # the views differ in size
+    result = _restore(regression_weights, src, tmp_path / "out")
+    assert result.exit_code == 1
+    failed = {Path(f["file"]).name: f["reason"] for f in json.loads(result.stdout)["failed"]}
+    assert set(failed) == {"lonely_L.png", "odd_L.png"}
+    assert "differ in size" in failed["odd_L.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_L.png", "good_R.png"]
+
+
+def test_resume_redoes_a_half_written_pair_and_skips_complete_ones(
+    regression_weights, views, tmp_path
+):
+    """A run killed between the two renames leaves a right view without its left (the left is
+    renamed last): the pair is not done, so a rerun writes it; a complete pair is skipped."""
+    left, right = views
+    src = tmp_path / "in"
+    for stem in ("a", "b"):
+        save_array(src / f"{stem}_L.png", left)
+        save_array(src / f"{stem}_R.png", right)
+    out = tmp_path / "out"
+    assert _restore(regression_weights, src, out).exit_code == 0
+    reference = (out / "a_R.png").read_bytes()
+    (out / "a_L.png").unlink()
+    (out / "a_R.png").write_bytes(b"stale right view from a killed run")
+    partial = out / ".a_L.png.999999.deadbeef.partial.png"
+    partial.write_bytes(b"temp of a killed writer")
+    result = _restore(regression_weights, src, out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [Path(r["src"]).name for r in summary["restored"]] == ["a_L.png"]
+    assert [Path(r["src"]).name for r in summary["skipped"]] == ["b_L.png"]
+    assert (out / "a_R.png").read_bytes() == reference
+    assert not partial.exists()
+
+
+def test_refusion_stereo_restores_a_pair_deterministically(refusion_weights, views, tmp_path):
+    left, right = views
+    src = tmp_path / "in"
+    save_array(src / "p_left.png", left)
+    save_array(src / "p_right.png", np.dstack([right, np.full(right.shape[:2], 200, np.uint8)]))
+    for run in ("one", "two"):
+        result = _restore(refusion_weights, src, tmp_path / run, "--seed", "3")
+        assert result.exit_code == 0, result.output
+    for view in ("L", "R"):
+        a = (tmp_path / "one" / f"p_{view}.png").read_bytes()
+        assert a == (tmp_path / "two" / f"p_{view}.png").read_bytes()
+    image = read_image(tmp_path / "one" / "p_R.png")
+    assert image.pixels.shape == (80, 112, 3)
+    assert image.alpha is not None and image.alpha.shape == (80, 112)
+    assert np.all(image.alpha == 200)  # a constant alpha stays constant when upscaled
