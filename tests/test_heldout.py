@@ -61,3 +61,56 @@ def test_shadow_synthesis_is_seeded_and_heldout_photos_always_have_a_shadow() ->
     for photo in heldout_photos(preset):
         darkened = photo.lq.mean(axis=2) < photo.gt.mean(axis=2) / 255.0 * 0.8
         assert 0.03 < darkened.mean() < 0.7, photo.name  # a cast shadow, not a global gain
+
+
+def test_hf_energy_ratio_known_values() -> None:
+    """1 for the reference itself; a ×2 contrast scales the Laplacian's variance ×4 (the luma
+    offset has no Laplacian); a blur lowers it, noise raises it."""
+    from scipy import ndimage
+
+    from irctl.metrics.fidelity import hf_energy_ratio
+
+    rng = np.random.default_rng(0)
+    gt = ndimage.gaussian_filter(rng.random((40, 48, 3)), (1.0, 1.0, 0)) * 0.4
+    assert hf_energy_ratio(gt, gt, max_value=1.0) == pytest.approx(1.0)
+    assert hf_energy_ratio(2.0 * gt, gt, max_value=1.0) == pytest.approx(4.0)
+    blurred = ndimage.gaussian_filter(gt, (2.0, 2.0, 0))
+    assert hf_energy_ratio(blurred, gt, max_value=1.0) < 0.2
+    noisy = gt + 0.05 * rng.standard_normal(gt.shape)
+    assert hf_energy_ratio(noisy, gt, max_value=1.0) > 1.5
+
+
+def test_stereo_sr_heldout_cases_are_pairs_scored_per_view() -> None:
+    """Stereo SR held-out cases hold L‖R; the table's first row is the bicubic ×4 upsampling,
+    and each row's numbers are the mean of the two views' own."""
+    from irctl.engine.heldout import upscaled_input
+    from irctl.metrics.fidelity import psnr
+
+    preset = load_preset("stereo-sr-tiny").replace(
+        data=load_preset("stereo-sr-tiny").data.__class__(test=("coffee",))
+    )
+    (photo,) = heldout_photos(preset)
+    h, w = photo.gt.shape[:2]
+    assert photo.gt.shape[2] == 6 and photo.views == 2 and h % 4 == 0 and w % 4 == 0
+    assert photo.lq.shape == (h // 4, w // 4, 6)
+    # The right view is a warped copy of the photo (or the photo is the right view): the two
+    # views are alike but not equal.
+    left, right = photo.gt[..., :3].astype(float), photo.gt[..., 3:].astype(float)
+    assert 0.5 < np.abs(left - right).mean() < 40.0
+    rows = run_heldout(
+        [photo],
+        {},
+        extra_metrics=("hf-ratio",),
+        input_label="bicubic ×4",
+        input_fn=upscaled_input(4),
+    )
+    (row,) = rows
+    assert row.method == "bicubic ×4"
+    up8 = np.clip(np.rint(upscaled_input(4)(photo.lq, None) * 255), 0, 255).astype(np.uint8)
+    per_view = [
+        psnr(up8[..., s], photo.gt[..., s], max_value=255) for s in (slice(0, 3), slice(3, 6))
+    ]
+    assert row.psnr == pytest.approx(np.mean(per_view))
+    assert 20.0 < row.psnr < 40.0
+    assert 0.0 < row.extra["hf-ratio"] < 0.8  # bicubic lacks detail
+    assert "gain over bicubic ×4" in markdown_table(rows, baseline="bicubic ×4")

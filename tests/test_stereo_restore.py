@@ -177,3 +177,40 @@ def test_refusion_stereo_restores_a_pair_deterministically(refusion_weights, vie
     assert image.pixels.shape == (80, 112, 3)
     assert image.alpha is not None and image.alpha.shape == (80, 112)
     assert np.all(image.alpha == 200)  # a constant alpha stays constant when upscaled
+
+
+def test_eval_scores_stereo_outputs_per_view_and_per_pair(tmp_path):
+    """`irctl eval` on stereo outputs: one row per view file, plus one "(L+R mean)" row per pair
+    holding the mean of its two views; the summary stays over views."""
+    import csv
+
+    from irctl.metrics.fidelity import psnr
+
+    rng = np.random.default_rng(0)
+    gt = {f"s_{v}": rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for v in ("L", "R")}
+    gt["mono"] = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    noise = {"s_L": 3, "s_R": 12, "mono": 5}
+    for name, image in gt.items():
+        save_array(tmp_path / "gt" / f"{name}.png", image)
+        noisy = np.clip(
+            image.astype(int) + rng.integers(-noise[name], noise[name] + 1, image.shape), 0, 255
+        )
+        save_array(tmp_path / "pred" / f"{name}.png", noisy.astype(np.uint8))
+    args = ["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]
+    result = runner.invoke(
+        app, [*args, "--metrics", "psnr,ssim", "--out", str(tmp_path / "r"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "r" / "per_image.csv") as f:
+        rows = {row["name"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"mono", "s_L", "s_R", "s (L+R mean)"}
+    expected = np.mean([float(rows["s_L"]["psnr"]), float(rows["s_R"]["psnr"])])
+    assert float(rows["s (L+R mean)"]["psnr"]) == pytest.approx(expected, abs=1e-4)
+    left_psnr = psnr(
+        read_image(tmp_path / "pred" / "s_L.png").pixels * 255, gt["s_L"], max_value=255
+    )
+    assert float(rows["s_L"]["psnr"]) == pytest.approx(left_psnr, abs=1e-3)
+    payload = json.loads(result.stdout)
+    assert payload["n_images"] == 3 and [r["name"] for r in payload["stereo_pairs"]] == [
+        "s (L+R mean)"
+    ]

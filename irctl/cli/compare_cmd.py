@@ -37,6 +37,9 @@ def compare(
 ) -> None:
     """Score models and the classical baseline on the task's held-out photos (never trained on).
 
+    Stereo tasks score each view and average them; an SR table's first row is the bicubic
+    upsampling of the input.
+
     Writes OUT/table.md (the README's table), OUT/per_image.csv and every output image under
     OUT/<method>/ so they can be looked at, not only measured.
     """
@@ -52,6 +55,7 @@ def compare(
         markdown_table,
         model_method,
         run_heldout,
+        upscaled_input,
     )
     from irctl.engine.restore import load_restorer
     from irctl.methods.base import SampleOptions
@@ -143,10 +147,19 @@ def compare(
             markup=False,
         )
 
+    factor = reference.network.upscale
+    # An SR input is smaller than its ground truth: its row is the bicubic upsampling.
+    input_label = "input" if factor == 1 else f"bicubic ×{factor}"
     rows = run_heldout(
-        photos, methods, save_dir=out, on_row=on_row, extra_metrics=tuple(task_metrics)
+        photos,
+        methods,
+        save_dir=out,
+        on_row=on_row,
+        extra_metrics=tuple(task_metrics),
+        input_label=input_label,
+        input_fn=None if factor == 1 else upscaled_input(factor),
     )
-    table = markdown_table(rows, headers=task_metrics)
+    table = markdown_table(rows, baseline=input_label, headers=task_metrics)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table)
     write_per_image_csv(

@@ -234,7 +234,7 @@ def evaluate(
 
     try:
         per_image = write_per_image_csv(
-            out_dir / "per_image.csv", result.rows, list(result.summary)
+            out_dir / "per_image.csv", result.rows + result.pair_rows, list(result.summary)
         )
         summary = write_summary_csv(out_dir / "summary.csv", result.summary)
     except OSError as exc:
@@ -343,6 +343,9 @@ def _json_payload(result: EvalResult) -> dict[str, Any]:
             for metric, stats in result.summary.items()
         },
         "n_images": len(result.rows),
+        "stereo_pairs": [
+            {key: _finite_or_none(val) for key, val in row.items()} for row in result.pair_rows
+        ],
         "errors": list(result.errors),
         "unmatched_pred": [str(p) for p in result.unmatched_pred],
         "unmatched_gt": [str(p) for p in result.unmatched_gt],

@@ -77,6 +77,8 @@ class EvalResult:
     unmatched_pred: list[Path] = field(default_factory=list)
     unmatched_gt: list[Path] = field(default_factory=list)
     sources: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    #: stereo pairs among the images: one ``"<stem> (L+R mean)"`` row each (:func:`view_means`)
+    pair_rows: list[Row] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -374,14 +376,41 @@ def evaluate_folders(
         extra_names=extra_names,
     )
     by_stem = {gt_path.stem: (pred_path, gt_path) for pred_path, gt_path in pairs}
+    sources = {str(row["name"]): by_stem[str(row["name"])] for row in rows}
     return EvalResult(
         rows=rows,
         summary=summarize(rows, names),
         errors=errors,
         unmatched_pred=list(unmatched_pred),
         unmatched_gt=list(unmatched_gt),
-        sources={str(row["name"]): by_stem[str(row["name"])] for row in rows},
+        sources=sources,
+        pair_rows=view_means(rows, sources),
     )
+
+
+def view_means(rows: list[Row], sources: Mapping[str, tuple[Path, Path]]) -> list[Row]:
+    """One row per stereo pair whose two views were both scored: ``"<stem> (L+R mean)"`` with
+    the mean of the two views' values, as stereo SR reports them (per view, and averaged).
+
+    Pairs are found among the ground-truth files with the naming rules of ``irctl restore``
+    (irctl/io/stereo.py: ``_L``/``_R``, ``_left``/``_right``); files that do not pair are
+    simply single images. The per-view rows stay as they are, and the summary is over views.
+    """
+    from irctl.io.stereo import pair_views
+
+    row_by_gt = {sources[str(row["name"])][1]: row for row in rows}
+    pairs, _unpaired = pair_views(list(row_by_gt))
+    means: list[Row] = []
+    for pair in pairs:
+        left, right = row_by_gt.get(pair.left), row_by_gt.get(pair.right)
+        if left is None or right is None:
+            continue
+        shared = [k for k in left if k != "name" and k in right]
+        means.append(
+            {"name": f"{pair.stem} (L+R mean)"}
+            | {k: (float(left[k]) + float(right[k])) / 2.0 for k in shared}
+        )
+    return means
 
 
 @dataclass

@@ -23,17 +23,24 @@ from irctl.engine.restore import restore_image
 from irctl.io.images import Image, to_dtype, write_image
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.methods.classical import CLASSICAL
-from irctl.metrics.fidelity import METRICS, psnr, ssim
+from irctl.metrics.fidelity import METRICS, hf_energy_ratio, psnr, ssim
 
 HELDOUT_SEED = 1000
 
 
 @dataclass(frozen=True)
 class HeldoutPhoto:
+    """One held-out case. Stereo cases hold both views on the channel axis (L‖R, 6 channels);
+    an SR case's LQ is smaller than its GT."""
+
     name: str
-    gt: np.ndarray  # uint8 HxWx3
-    lq: np.ndarray  # float32 HxWx3, on the 8-bit grid when the degradation quantises
+    gt: np.ndarray  # uint8 HxWx3 (stereo: HxWx6)
+    lq: np.ndarray  # float32 hxwx3 (or 6), on the 8-bit grid when the degradation quantises
     cond: tuple[float, ...] = ()  # the conditioning scalars the pair was made with (bokeh lenses)
+
+    @property
+    def views(self) -> int:
+        return self.gt.shape[2] // 3
 
 
 @dataclass
@@ -47,9 +54,14 @@ class HeldoutRow:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-#: Metrics a task's literature reports beside PSNR/SSIM (lower is better for all of them):
-#: metric name in ``irctl eval --metrics`` → column header.
-TASK_METRICS: dict[str, dict[str, str]] = {"shadow": {"rmse-lab": "RMSE (LAB)"}}
+#: Metrics a task's literature reports beside PSNR/SSIM: metric name → column header. RMSE
+#: (LAB): lower is better; HF energy ratio (detail, :func:`~irctl.metrics.fidelity.
+#: hf_energy_ratio`): closer to 1 is better.
+TASK_METRICS: dict[str, dict[str, str]] = {
+    "shadow": {"rmse-lab": "RMSE (LAB)"},
+    "stereo-sr": {"hf-ratio": "HF energy ratio"},
+}
+_EXTRA_METRICS = {**METRICS, "hf-ratio": hf_energy_ratio}
 
 
 def heldout_photos(preset: Preset) -> list[HeldoutPhoto]:
@@ -87,6 +99,40 @@ def folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-")
 
 
+def upscaled_input(factor: int) -> MethodFn:
+    """The input row of an SR table: the LR image bicubic-upsampled to the output size (MATLAB
+    ``imresize``), the classical method an SR model has to beat."""
+    from irctl.data.resize import upscale
+
+    def run(lq: np.ndarray, _cond: Conditioning) -> np.ndarray:
+        planes = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))
+        return upscale(planes, factor).numpy().transpose(1, 2, 0)
+
+    return run
+
+
+def _save_views(save_dir: Path, folder: str, name: str, image8: np.ndarray) -> None:
+    """One PNG per photo; a stereo case as <name>_L.png and <name>_R.png."""
+    views = image8.shape[2] // 3
+    names = [f"{name}.png"] if views == 1 else [f"{name}_L.png", f"{name}_R.png"]
+    for v, file_name in enumerate(names):
+        view = image8[..., 3 * v : 3 * v + 3]
+        write_image(save_dir / folder / file_name, view / 255.0, dtype=np.uint8)
+
+
+def _per_view_mean(metric: Callable[..., float], out8: np.ndarray, gt8: np.ndarray) -> float:
+    """A metric of a (possibly stereo) case: the mean over its views, as stereo SR reports it."""
+    views = gt8.shape[2] // 3
+    return float(
+        np.mean(
+            [
+                metric(out8[..., 3 * v : 3 * v + 3], gt8[..., 3 * v : 3 * v + 3], max_value=255)
+                for v in range(views)
+            ]
+        )
+    )
+
+
 def run_heldout(
     photos: list[HeldoutPhoto],
     methods: dict[str, MethodFn],
@@ -94,30 +140,35 @@ def run_heldout(
     save_dir: Path | None = None,
     on_row: Callable[[HeldoutRow], None] | None = None,
     extra_metrics: tuple[str, ...] = (),
+    input_label: str = "input",
+    input_fn: MethodFn | None = None,
 ) -> list[HeldoutRow]:
-    """Score every method on every photo; ``input`` (the LQ itself) is always the first row.
-    ``extra_metrics`` names further metrics of ``irctl eval`` (e.g. ``rmse-lab``) to compute."""
+    """Score every method on every photo; the input is always the first row (``input_fn``
+    turns the LQ into a comparable image: an SR table's bicubic upsampling; default the LQ
+    itself). ``extra_metrics`` names further metrics (e.g. ``rmse-lab``, ``hf-ratio``). Stereo
+    cases are scored per view and averaged."""
     rows = []
-    all_methods: dict[str, MethodFn] = {"input": lambda lq, _cond: lq, **methods}
+    first: MethodFn = input_fn or (lambda lq, _cond: lq)
+    all_methods: dict[str, MethodFn] = {input_label: first, **methods}
     for photo in photos:
         if save_dir is not None:
-            write_image(save_dir / "gt" / f"{photo.name}.png", photo.gt / 255.0, dtype=np.uint8)
+            _save_views(save_dir, "gt", photo.name, photo.gt)
         for label, fn in all_methods.items():
             tic = time.perf_counter()
             out = fn(photo.lq, Conditioning(scalars=photo.cond))
-            seconds = time.perf_counter() - tic if label != "input" else 0.0
+            seconds = time.perf_counter() - tic if label != input_label else 0.0
             out8 = to_dtype(np.clip(out, 0.0, 1.0), np.uint8)
             if save_dir is not None:
-                path = save_dir / folder_name(label) / f"{photo.name}.png"
-                write_image(path, out8 / 255.0, dtype=np.uint8)
+                _save_views(save_dir, folder_name(label), photo.name, out8)
             row = HeldoutRow(
                 photo=photo.name,
                 method=label,
-                psnr=psnr(out8, photo.gt, max_value=255),
-                ssim=ssim(out8, photo.gt, max_value=255),
+                psnr=_per_view_mean(psnr, out8, photo.gt),
+                ssim=_per_view_mean(ssim, out8, photo.gt),
                 seconds=seconds,
                 extra={
-                    name: METRICS[name](out8, photo.gt, max_value=255) for name in extra_metrics
+                    name: _per_view_mean(_EXTRA_METRICS[name], out8, photo.gt)
+                    for name in extra_metrics
                 },
             )
             rows.append(row)
@@ -141,7 +192,7 @@ def markdown_table(
     base = mean(baseline, lambda r: r.psnr)
     extra_heads = "".join(f" {headers.get(name, name)} |" for name in extras)
     lines = [
-        f"| method | PSNR (dB) | gain over input (dB) | SSIM |{extra_heads} seconds / image |",
+        f"| method | PSNR (dB) | gain over {baseline} (dB) | SSIM |{extra_heads} seconds / image |",
         "|---|---:|---:|---:|" + "---:|" * len(extras) + "---:|",
     ]
     for m in methods:
