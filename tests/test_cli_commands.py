@@ -121,7 +121,13 @@ def test_presets_hold_out_their_test_photos(name: str) -> None:
 
 @pytest.mark.parametrize(
     "task,folder",
-    [("denoise", "noisy"), ("dehaze", "hazy"), ("bokeh", "in"), ("shadow", "shadowed")],
+    [
+        ("denoise", "noisy"),
+        ("dehaze", "hazy"),
+        ("bokeh", "in"),
+        ("shadow", "shadowed"),
+        ("stereo-sr", "lr"),
+    ],
 )
 def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None:
     from irctl.config import default_preset_for_task
@@ -132,10 +138,20 @@ def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None
     src = REPO / "examples" / task / folder
     lenses = build_lens_conditioner(meta=None, src_root=src, src_lens=None, tgt_lens=None)
     for photo in heldout_photos(load_preset(default_preset_for_task(task))):
-        shipped = read_image(src / f"{photo.name}.png")
-        np.testing.assert_array_equal(
-            to_dtype(shipped.pixels, np.uint8), to_dtype(photo.lq, np.uint8)
+        names = (
+            [f"{photo.name}.png"]
+            if photo.views == 1
+            else [
+                f"{photo.name}_L.png",
+                f"{photo.name}_R.png",
+            ]
         )
+        for v, name in enumerate(names):
+            shipped = read_image(src / name)
+            np.testing.assert_array_equal(
+                to_dtype(shipped.pixels, np.uint8),
+                to_dtype(photo.lq[..., 3 * v : 3 * v + 3], np.uint8),
+            )
         if photo.cond:  # bokeh: lenses.csv names the pair the photo was rendered with
             assert lenses(src / f"{photo.name}.png").scalars == pytest.approx(photo.cond)
 

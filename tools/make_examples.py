@@ -18,7 +18,21 @@ from irctl.io.images import write_image
 
 REPO = Path(__file__).resolve().parent.parent
 #: task → folder of LQ inputs under examples/
-EXAMPLES = {"denoise": "noisy", "dehaze": "hazy", "bokeh": "in", "shadow": "shadowed"}
+EXAMPLES = {
+    "denoise": "noisy",
+    "dehaze": "hazy",
+    "bokeh": "in",
+    "shadow": "shadowed",
+    "stereo-sr": "lr",
+}
+
+
+def view_files(name: str, lq: np.ndarray) -> dict[str, np.ndarray]:
+    """File name → pixels: one file per photo, or a stereo case as <name>_L.png + <name>_R.png
+    (the names `irctl restore` pairs)."""
+    if lq.shape[2] == 3:
+        return {f"{name}.png": lq}
+    return {f"{name}_L.png": lq[..., :3], f"{name}_R.png": lq[..., 3:]}
 
 
 def lens_name(code: float) -> str:
@@ -31,7 +45,8 @@ def main() -> None:
         out = REPO / "examples" / task / folder
         rows = []
         for photo in heldout_photos(preset):
-            write_image(out / f"{photo.name}.png", np.clip(photo.lq, 0.0, 1.0), dtype=np.uint8)
+            for file_name, pixels in view_files(photo.name, photo.lq).items():
+                write_image(out / file_name, np.clip(pixels, 0.0, 1.0), dtype=np.uint8)
             if photo.cond:
                 rows.append((f"{photo.name}.png", *(lens_name(c) for c in photo.cond)))
         if rows:
