@@ -75,15 +75,23 @@ def size_label(width: int, height: int) -> str:
     return f"{width}²" if width == height else f"{width}×{height}"
 
 
-def benchmark_image(width: int, height: int | None = None, photo: str = "chelsea") -> Image:
+def benchmark_image(
+    width: int, height: int | None = None, photo: str = "chelsea", views: int = 1
+) -> Image:
     """A held-out photo resized to width×height: real image content, as 8-bit input. Resized as
-    8 bits with PIL, so a 6000×4000 test image costs its float32 pixels and nothing more."""
+    8 bits with PIL, so a 6000×4000 test image costs its float32 pixels and nothing more. For a
+    stereo model (``views`` = 2) the right view is the photo shifted by 2% of its width (a
+    constant disparity): L‖R on the channel axis, as the model takes them; the size is each
+    view's (an SR model's input size)."""
     from PIL import Image as PILImage
 
     height = height or width
     photo8 = (load_photo(photo) * 255.0 + 0.5).astype(np.uint8)
     resized = PILImage.fromarray(photo8).resize((width, height), PILImage.Resampling.BILINEAR)
     pixels = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    if views == 2:
+        right = np.roll(pixels, -max(1, width // 50), axis=1)
+        pixels = np.concatenate([pixels, right], axis=2)
     return Image(pixels=pixels, alpha=None, dtype=np.dtype(np.uint8))
 
 
@@ -101,9 +109,10 @@ def _measure(
     # which is not the per-image cost of a batch (a full-size warm-up would double the time of
     # a 6000×4000 run and tell nothing more).
     warm_up = SampleOptions(sampler=options.sampler, steps=1, tiler=options.tiler)
-    small = benchmark_image(min(size[0], 256), min(size[1], 256))
+    views = restorer.preset.network.views
+    small = benchmark_image(min(size[0], 256), min(size[1], 256), views=views)
     restore_image(restorer, small, warm_up, seed=seed, device=device)
-    image = benchmark_image(*size)
+    image = benchmark_image(*size, views=views)
     reset_peak_memory(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -231,7 +240,7 @@ def restore_flops(restorer, size: int, options: SampleOptions, seed: int = 0) ->
     Table 4 convention: 256²)."""
     from irctl.methods.base import Conditioning
 
-    image = benchmark_image(size)
+    image = benchmark_image(size, views=restorer.preset.network.views)
     lq = torch.from_numpy(image.pixels.transpose(2, 0, 1).copy())[None]
     cond = Conditioning(scalars=(0.0,) * restorer.preset.network.cond_scalars)
     untiled = replace(options.tiler, tile=0)
