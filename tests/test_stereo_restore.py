@@ -214,3 +214,40 @@ def test_eval_scores_stereo_outputs_per_view_and_per_pair(tmp_path):
     assert payload["n_images"] == 3 and [r["name"] for r in payload["stereo_pairs"]] == [
         "s (L+R mean)"
     ]
+
+
+def test_refusion_noise_follows_the_views_so_a_swap_swaps_the_samples(
+    refusion_weights, views, tmp_path
+):
+    """Each view's noise is seeded by the run's seed and that view's pixels, so the diffusion
+    model's outputs swap with the inputs too (tied cross-view weights; up to one 8-bit level
+    of float round-off)."""
+    left, right = views
+    save_array(tmp_path / "a" / "x_L.png", left)
+    save_array(tmp_path / "a" / "x_R.png", right)
+    save_array(tmp_path / "b" / "x_L.png", right)
+    save_array(tmp_path / "b" / "x_R.png", left)
+    for name in ("a", "b"):
+        result = _restore(
+            refusion_weights, tmp_path / name, tmp_path / f"{name}-out", "--seed", "7"
+        )
+        assert result.exit_code == 0, result.output
+
+    def pixels(folder: str, view: str) -> np.ndarray:
+        return read_image(tmp_path / f"{folder}-out" / f"x_{view}.png").pixels * 255.0
+
+    assert np.abs(pixels("a", "L") - pixels("b", "R")).max() <= 1.0
+    assert np.abs(pixels("a", "R") - pixels("b", "L")).max() <= 1.0
+    assert np.abs(pixels("a", "L") - pixels("a", "R")).mean() > 5.0
+
+
+def test_grouped_noise_draws_each_group_from_its_own_generator() -> None:
+    import torch
+
+    from irctl.diffusion.mrsde import randn_like
+
+    x = torch.zeros(1, 6, 4, 5)
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    both = randn_like(x, (g(1), g(2)))
+    assert torch.equal(both[:, :3], torch.randn(1, 3, 4, 5, generator=g(1)))
+    assert torch.equal(both[:, 3:], torch.randn(1, 3, 4, 5, generator=g(2)))

@@ -30,6 +30,9 @@ from torch import Tensor
 NoiseModel = Callable[[Tensor, Tensor, int], Tensor]
 #: Called after every reverse step with (step index, number of steps, current state).
 StepCallback = Callable[[int, int, Tensor], None]
+#: Where a sampler's noise comes from: one generator, one per channel group (stereo views), or
+#: None (torch's global generator).
+Noise = torch.Generator | tuple[torch.Generator, ...] | None
 
 
 @dataclass(frozen=True)
@@ -247,9 +250,15 @@ def timesteps(T: int, steps: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+def randn_like(x: Tensor, generator: Noise) -> Tensor:
     """Noise for the whole image, drawn on the generator's device then moved: identical bytes
-    whatever the tiling, and on CPU identical whatever the model's device."""
+    whatever the tiling, and on CPU identical whatever the model's device.
+
+    A tuple of k generators draws the k equal channel groups of ``x`` (stereo views, L‖R)
+    each from its own generator, so a view's noise can follow the view wherever it sits."""
+    if isinstance(generator, tuple):
+        groups = x.chunk(len(generator), dim=1)
+        return torch.cat([randn_like(g, gen) for g, gen in zip(groups, generator, strict=True)], 1)
     gen_device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
 
@@ -261,7 +270,7 @@ def sample_sde(
     mu: Tensor,
     sched: MRSDESchedule,
     steps: int,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     callback: StepCallback | None = None,
 ) -> Tensor:
     """Reverse-time SDE, Euler–Maruyama (Refusion eq. 3; ``IRSDE.reverse_sde``)."""
@@ -282,7 +291,7 @@ def sample_ode(
     mu: Tensor,
     sched: MRSDESchedule,
     steps: int,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     callback: StepCallback | None = None,
 ) -> Tensor:
     """Probability-flow ODE, Euler (``IRSDE.reverse_ode``); deterministic after x_T."""
@@ -302,7 +311,7 @@ def sample_posterior(
     mu: Tensor,
     sched: MRSDESchedule,
     steps: int,
-    generator: torch.Generator | None = None,
+    generator: Noise = None,
     callback: StepCallback | None = None,
 ) -> Tensor:
     """Posterior sampling (``IRSDE.reverse_posterior``): x_s ~ p(x_s | x_t, x̂_0) with x̂_0 from ε̂.

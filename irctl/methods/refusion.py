@@ -3,6 +3,7 @@ a mean-reverting SDE whose mean is the LQ image; sampling runs the reverse SDE f
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -64,6 +65,25 @@ def mean_state(preset: Preset, lq: Tensor) -> Tensor:
     return lq if factor == 1 else upscale(lq, factor)
 
 
+def view_generators(
+    generator: torch.Generator, lq: Tensor, views: int
+) -> tuple[torch.Generator, ...]:
+    """One noise generator per view, seeded by the run's seed and by the view's own pixels.
+
+    A stereo sampler drawing one noise tensor for L‖R would give the left *position* the same
+    noise whichever image sits there, so restoring (R, L) would not give the swap of (L, R).
+    Seeding each view's noise from its content makes the noise follow the view: with the tied
+    cross-view network the swapped run is the exact swap, and a seed still gives the same bytes.
+    """
+    seed = generator.initial_seed()
+    generators = []
+    for view in lq.detach().chunk(views, dim=1):
+        digest = hashlib.sha256(view.float().cpu().contiguous().numpy().tobytes()).digest()
+        view_seed = (seed ^ int.from_bytes(digest[:8], "little")) % 2**63
+        generators.append(torch.Generator(device=generator.device).manual_seed(view_seed))
+    return tuple(generators)
+
+
 def bind_condition(net: Callable[..., Tensor], cond: Tensor | None) -> Callable[..., Tensor]:
     """``net(*args)`` → ``net(*args, cond)`` when there is a condition (passed through tiling)."""
     if cond is None:
@@ -115,7 +135,11 @@ class RefusionRestorer:
         c = condition_tensor(self.preset, cond, lq.shape[0], lq.device)
         net = bind_condition(options.tiler.wrap(self.net), c)
         mu = mean_state(self.preset, lq)
-        return sample_reverse(net, mu, self.schedule, options, generator, callback)
+        views = self.preset.network.views
+        noise: mrsde.Noise = generator
+        if views > 1 and generator is not None:
+            noise = view_generators(generator, lq, views)
+        return sample_reverse(net, mu, self.schedule, options, noise, callback)
 
 
 def check_sampler_options(sched: mrsde.MRSDESchedule, options: SampleOptions) -> None:
@@ -153,7 +177,7 @@ def sample_reverse(
     mu: Tensor,
     sched: mrsde.MRSDESchedule,
     options: SampleOptions,
-    generator: torch.Generator | None,
+    generator: mrsde.Noise,
     callback: ProgressFn | None,
 ) -> Tensor:
     """Run the chosen reverse sampler from x_T = μ + λz (pixel or latent space alike)."""
