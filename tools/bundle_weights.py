@@ -1,0 +1,51 @@
+"""Ship a finished training run as a preset's bundled weights.
+
+    python tools/bundle_weights.py runs/shadow-tiny presets/shadow-tiny.toml
+
+The preset must name its weights file (``weights = "weights/<name>.safetensors"``) and be the
+run's preset in everything else: the tool refuses a run trained with other settings or for
+fewer steps than the preset's ``iterations``. It writes the run's EMA weights with the preset's
+``weights`` entry embedded (so the checkpoint's preset is the shipped TOML, which the tests
+check) and the run's ``log.jsonl`` beside them. The tensors are copied unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from irctl.config import load_preset, weights_path
+from irctl.engine.checkpoint import atomic_save, checkpoint_metadata, load_checkpoint
+
+
+def bundle(run: Path, preset_path: Path) -> Path:
+    preset = load_preset(preset_path)
+    target = weights_path(preset)
+    if target is None:
+        raise SystemExit(
+            f'{preset_path}: add a `weights = "weights/{preset.name}.safetensors"` line'
+        )
+    ckpt = load_checkpoint(run / "weights.safetensors")
+    if ckpt.preset.replace(weights=preset.weights) != preset:
+        raise SystemExit(f"{run} was trained with settings other than {preset_path}")
+    if ckpt.step != preset.train.iterations:
+        raise SystemExit(
+            f"{run} stopped at step {ckpt.step}, the preset trains {preset.train.iterations}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(ckpt.tensors, target, checkpoint_metadata(preset, ckpt.stage, ckpt.step))
+    shutil.copyfile(run / "log.jsonl", target.with_name(f"{preset.name}.log.jsonl"))
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="an `irctl train --out` folder")
+    parser.add_argument("preset", type=Path, help="the preset TOML, with its weights line")
+    args = parser.parse_args()
+    print(f"wrote {bundle(args.run, args.preset)}")
+
+
+if __name__ == "__main__":
+    main()
