@@ -114,3 +114,24 @@ def test_stereo_sr_heldout_cases_are_pairs_scored_per_view() -> None:
     assert 20.0 < row.psnr < 40.0
     assert 0.0 < row.extra["hf-ratio"] < 0.8  # bicubic lacks detail
     assert "gain over bicubic ×4" in markdown_table(rows, baseline="bicubic ×4")
+
+
+def test_training_only_settings_do_not_split_a_table() -> None:
+    """Models trained with different shadow-free or dark-scene shares are scored on the same
+    held-out cases (those are always shadowed photos), so one table holds them; a different
+    held-out degradation still does not."""
+    import dataclasses
+
+    from irctl.engine.heldout import heldout_setting
+
+    base = load_preset("shadow-tiny")
+    other = base.replace(
+        degradation=dataclasses.replace(base.degradation, shadow_free=0.0, shadow_dark_scene=0.9)
+    )
+    assert heldout_setting(other) == heldout_setting(base)
+    small = base.replace(data=dataclasses.replace(base.data, test=("chelsea",)))
+    (a,) = heldout_photos(small)
+    (b,) = heldout_photos(small.replace(degradation=other.degradation))
+    assert np.array_equal(a.lq, b.lq) and np.array_equal(a.gt, b.gt)
+    haze = base.replace(degradation=dataclasses.replace(base.degradation, kind="haze"))
+    assert heldout_setting(haze) != heldout_setting(base)

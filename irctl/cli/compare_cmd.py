@@ -52,6 +52,7 @@ def compare(
         compressor_markdown,
         compressor_rows,
         heldout_photos,
+        heldout_setting,
         markdown_table,
         model_method,
         run_heldout,
@@ -99,10 +100,7 @@ def compare(
         raise typer.Exit(EXIT_USAGE)
     reference = restorers[0].preset
     for r in restorers[1:]:
-        if (r.preset.degradation, r.preset.data.test) != (
-            reference.degradation,
-            reference.data.test,
-        ):
+        if heldout_setting(r.preset) != heldout_setting(reference):
             console.print(
                 f"error: {r.preset.name} and {reference.name} differ in degradation or held-out "
                 "photos; compare models of one task setting at a time",

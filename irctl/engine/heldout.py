@@ -7,6 +7,7 @@ every output is quantised to 8 bits too before PSNR/SSIM (BasicSR conventions, R
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irctl.config import Preset
+from irctl.config import DegradationConfig, Preset
 from irctl.data.datasets import load_photos, synthesize_pair
 from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.restore import restore_image
@@ -62,6 +63,20 @@ TASK_METRICS: dict[str, dict[str, str]] = {
     "stereo-sr": {"hf-ratio": "HF energy ratio"},
 }
 _EXTRA_METRICS = {**METRICS, "hf-ratio": hf_energy_ratio}
+
+
+#: Degradation settings only training draws from (held-out shadows are always cast, on the
+#: photo as it is): models that differ only in these are scored on the same held-out cases.
+TRAINING_ONLY_DEGRADATION = ("shadow_free", "shadow_dark_scene")
+
+
+def heldout_setting(preset: Preset) -> tuple[object, ...]:
+    """What decides a preset's held-out cases: two models can share a table when it is equal."""
+    degradation = dataclasses.replace(
+        preset.degradation,
+        **{name: getattr(DegradationConfig(), name) for name in TRAINING_ONLY_DEGRADATION},
+    )
+    return degradation, preset.data.test
 
 
 def heldout_photos(preset: Preset) -> list[HeldoutPhoto]:
