@@ -97,19 +97,17 @@ def test_pairs_in_pairs_out_at_four_times_the_size(regression_weights, views, tm
     }
 
 
-def test_swapping_the_views_swaps_the_outputs(regression_weights, views, tmp_path):
-    """The file named _L is restored as the left view: give the right image that name and the
-    outputs trade places (exactly, up to one 8-bit level of float round-off, since the tied
-    cross-view attention treats both views alike)."""
+def _swap_check(weights: Path, views, tmp_path: Path, *extra: str) -> None:
+    """Restore (L, R) and (R, L) named x_L/x_R; the outputs must trade places (up to one 8-bit
+    level of float round-off) and the two views' outputs must differ."""
     left, right = views
     save_array(tmp_path / "a" / "x_L.png", left)
     save_array(tmp_path / "a" / "x_R.png", right)
     save_array(tmp_path / "b" / "x_L.png", right)
     save_array(tmp_path / "b" / "x_R.png", left)
     for name in ("a", "b"):
-        assert (
-            _restore(regression_weights, tmp_path / name, tmp_path / f"{name}-out").exit_code == 0
-        )
+        result = _restore(weights, tmp_path / name, tmp_path / f"{name}-out", *extra)
+        assert result.exit_code == 0, result.output
 
     def pixels(folder: str, view: str) -> np.ndarray:
         return read_image(tmp_path / f"{folder}-out" / f"x_{view}.png").pixels * 255.0
@@ -118,6 +116,12 @@ def test_swapping_the_views_swaps_the_outputs(regression_weights, views, tmp_pat
     assert np.abs(pixels("a", "R") - pixels("b", "L")).max() <= 1.0
     # ... and the two views' outputs do differ, so the comparison means something.
     assert np.abs(pixels("a", "L") - pixels("a", "R")).mean() > 5.0
+
+
+def test_swapping_the_views_swaps_the_outputs(regression_weights, views, tmp_path):
+    """The file named _L is restored as the left view: give the right image that name and the
+    outputs trade places (the tied cross-view attention treats both views alike)."""
+    _swap_check(regression_weights, views, tmp_path)
 
 
 def test_unpaired_and_mismatched_inputs_fail_alone(regression_weights, views, tmp_path):
@@ -220,25 +224,8 @@ def test_refusion_noise_follows_the_views_so_a_swap_swaps_the_samples(
     refusion_weights, views, tmp_path
 ):
     """Each view's noise is seeded by the run's seed and that view's pixels, so the diffusion
-    model's outputs swap with the inputs too (tied cross-view weights; up to one 8-bit level
-    of float round-off)."""
-    left, right = views
-    save_array(tmp_path / "a" / "x_L.png", left)
-    save_array(tmp_path / "a" / "x_R.png", right)
-    save_array(tmp_path / "b" / "x_L.png", right)
-    save_array(tmp_path / "b" / "x_R.png", left)
-    for name in ("a", "b"):
-        result = _restore(
-            refusion_weights, tmp_path / name, tmp_path / f"{name}-out", "--seed", "7"
-        )
-        assert result.exit_code == 0, result.output
-
-    def pixels(folder: str, view: str) -> np.ndarray:
-        return read_image(tmp_path / f"{folder}-out" / f"x_{view}.png").pixels * 255.0
-
-    assert np.abs(pixels("a", "L") - pixels("b", "R")).max() <= 1.0
-    assert np.abs(pixels("a", "R") - pixels("b", "L")).max() <= 1.0
-    assert np.abs(pixels("a", "L") - pixels("a", "R")).mean() > 5.0
+    model's outputs swap with the inputs too (tied cross-view weights)."""
+    _swap_check(refusion_weights, views, tmp_path, "--seed", "7")
 
 
 def test_grouped_noise_draws_each_group_from_its_own_generator() -> None:
