@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_array
+from conftest import TINY_OVERRIDES, save_array
 from typer.testing import CliRunner
 
 from irctl.cli.app import app
@@ -17,15 +17,8 @@ from irctl.io.images import read_image
 
 runner = CliRunner()
 
-STEREO_OVERRIDES = [
-    "train.batch=2",
-    "train.patch=32",
-    "train.iterations=3",
-    "train.val_every=0",
-    "train.log_every=1",
-    "train.checkpoint_every=3",
-    'data.train=["motorcycle"]',
-]
+#: The suite's tiny settings (conftest), trained on the real pair only.
+STEREO_OVERRIDES = [*TINY_OVERRIDES, 'data.train=["motorcycle"]']
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def regression_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     preset = apply_overrides(
         load_preset("stereo-sr-regression-tiny"),
-        [*STEREO_OVERRIDES, "network.width=8", "network.blocks=2"],
+        [*STEREO_OVERRIDES, "network.blocks=2"],
     )
     return train(preset, tmp_path_factory.mktemp("nafssr")).weights
 
@@ -46,15 +39,7 @@ def refusion_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     preset = apply_overrides(
         load_preset("stereo-sr-tiny"),
-        [
-            *STEREO_OVERRIDES,
-            "network.width=8",
-            "network.enc_blocks=[1, 1]",
-            "network.dec_blocks=[1, 1]",
-            "diffusion.T=10",
-            "sampler.steps=4",
-            "sampler.tile=0",
-        ],
+        STEREO_OVERRIDES,
     )
     return train(preset, tmp_path_factory.mktemp("stereo-refusion")).weights
 

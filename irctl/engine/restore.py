@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from irctl.io.folders import output_path
 from irctl.io.images import Image, ImageReadError, read_image, write_image
 from irctl.methods import build_restorer
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
+
+J = TypeVar("J")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -110,24 +114,32 @@ def plan_jobs(
     return plan
 
 
-def _to_tensor(image: Image, device: torch.device) -> torch.Tensor:
-    """HxWxC float → 1x3xHxW on the device; grey is replicated to the three channels the
-    models are trained on."""
+def as_rgb(image: Image) -> np.ndarray:
+    """HxWxC float pixels with grey replicated to the three channels the models are trained on."""
     pixels = image.pixels
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+
+
+def _to_tensor(image: Image, device: torch.device) -> torch.Tensor:
+    """HxWxC float → 1x3xHxW on the device (grey made RGB)."""
+    pixels = as_rgb(image)
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None].to(device)
+
+
+def in_layout_of(out: np.ndarray, image: Image) -> np.ndarray:
+    """Restored HxWx3 float pixels in ``image``'s channel layout (grey again) and value range
+    (float files may exceed [0, 1] and keep their own range; integer files are clipped)."""
+    if image.channels == 1:
+        out = out.mean(axis=2, keepdims=True)
+    if image.dtype == np.float32:
+        lo, hi = min(0.0, float(image.pixels.min())), max(1.0, float(image.pixels.max()))
+        return np.clip(out, lo, hi)
+    return np.clip(out, 0.0, 1.0)
 
 
 def _to_pixels(restored: torch.Tensor, image: Image) -> np.ndarray:
     """1x3xHxW → HxWxC in the input's channel layout and value range."""
-    out = restored[0].float().cpu().numpy().transpose(1, 2, 0)
-    if image.channels == 1:
-        out = out.mean(axis=2, keepdims=True)
-    if image.dtype == np.float32:  # float files may exceed [0,1]: keep their own range
-        lo, hi = min(0.0, float(image.pixels.min())), max(1.0, float(image.pixels.max()))
-        return np.clip(out, lo, hi)
-    return np.clip(out, 0.0, 1.0)
+    return in_layout_of(restored[0].float().cpu().numpy().transpose(1, 2, 0), image)
 
 
 def restore_image(
@@ -149,13 +161,20 @@ def restore_image(
     return _to_pixels(restored, image)
 
 
-def _read_ahead(jobs: list[Job], workers: int, depth: int) -> Iterator[tuple[Job, Image | str]]:
-    """Decode in background threads, at most ``depth`` images ahead, in job order."""
-    pending: queue.Queue[tuple[Job, Future[Image]]] = queue.Queue()
+def _read_job(job: Job) -> Image:
+    return read_image(job.src)
+
+
+def read_ahead(
+    jobs: list[J], workers: int, depth: int, read: Callable[[J], R] = _read_job
+) -> Iterator[tuple[J, R | str]]:
+    """Decode in background threads, at most ``depth`` jobs ahead, in job order; a job that
+    cannot be read comes with its one-line reason instead (``read`` may also return one)."""
+    pending: queue.Queue[tuple[J, Future[R]]] = queue.Queue()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="irctl-read") as pool:
         it = iter(jobs)
         for job in it:
-            pending.put((job, pool.submit(read_image, job.src)))
+            pending.put((job, pool.submit(read, job)))
             if pending.qsize() >= depth:
                 break
         while not pending.empty():
@@ -168,7 +187,7 @@ def _read_ahead(jobs: list[Job], workers: int, depth: int) -> Iterator[tuple[Job
                 yield job, f"cannot read: {err}"
             nxt = next(it, None)
             if nxt is not None:
-                pending.put((nxt, pool.submit(read_image, nxt.src)))
+                pending.put((nxt, pool.submit(read, nxt)))
 
 
 def run_jobs(
@@ -209,7 +228,7 @@ def run_jobs(
             on_done(job, time.perf_counter() - started)
 
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="irctl-write") as out_pool:
-        for job, image in _read_ahead(jobs, readers, depth=readers + 1):
+        for job, image in read_ahead(jobs, readers, depth=readers + 1):
             if isinstance(image, str):
                 fail(job.src, image)
                 continue

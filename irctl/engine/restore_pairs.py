@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from irctl.data.resize import upscale
-from irctl.engine.restore import Plan, RestoreSummary, restore_image
+from irctl.engine.restore import (
+    Plan,
+    RestoreSummary,
+    as_rgb,
+    in_layout_of,
+    read_ahead,
+    restore_image,
+)
 from irctl.io.images import Image, ImageReadError, read_image, write_image
 from irctl.io.stereo import StereoPair, output_paths, pair_done, pair_views, write_pair_atomically
 from irctl.methods.base import Restorer, SampleOptions
@@ -91,20 +98,10 @@ def _read_pair(job: PairJob) -> tuple[Image, Image] | str:
     return left, right
 
 
-def _colour(image: Image) -> np.ndarray:
-    pixels = image.pixels
-    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
-
-
 def _view_output(restored: np.ndarray, view: Image, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """One view's restored RGB (H'×W'×3) in the view's own layout and range, and its alpha
     scaled to the output size (bicubic, clipped to the alpha's range) when the model upscales."""
-    out = restored.mean(axis=2, keepdims=True) if view.channels == 1 else restored
-    if view.dtype == np.float32:
-        lo, hi = min(0.0, float(view.pixels.min())), max(1.0, float(view.pixels.max()))
-        out = np.clip(out, lo, hi)
-    else:
-        out = np.clip(out, 0.0, 1.0)
+    out = in_layout_of(restored, view)
     alpha = view.alpha
     if alpha is None or factor == 1:
         return out, alpha
@@ -129,7 +126,7 @@ def restore_pair(
     """Restore one decoded pair as a single L‖R image (grey views become RGB for the model and
     grey again after); returns the two views' float pixels in their own layouts."""
     stacked = Image(
-        pixels=np.concatenate([_colour(left), _colour(right)], axis=2),
+        pixels=np.concatenate([as_rgb(left), as_rgb(right)], axis=2),
         alpha=None,
         dtype=np.dtype(np.float32),  # keeps the model's range; each view is clipped below
     )
@@ -150,8 +147,8 @@ def run_pair_jobs(
     readers: int = 2,
     writers: int = 2,
 ) -> RestoreSummary:
-    """Restore every pair; never raises for a per-pair problem. Reading runs one pair ahead in
-    a thread pool; writing (both views, atomically as a pair) in another."""
+    """Restore every pair; never raises for a per-pair problem. Reading runs ahead in a thread
+    pool as for single images; writing (both views, atomically as a pair) in another."""
     summary = RestoreSummary()
     lock = threading.Lock()
     factor = restorer.preset.network.upscale
@@ -180,16 +177,8 @@ def run_pair_jobs(
         if on_done is not None:
             on_done(job, time.perf_counter() - t0)
 
-    with (
-        ThreadPoolExecutor(max_workers=readers, thread_name_prefix="irctl-read") as in_pool,
-        ThreadPoolExecutor(max_workers=writers, thread_name_prefix="irctl-write") as out_pool,
-    ):
-        pending = [in_pool.submit(_read_pair, job) for job in jobs[:1]]
-        for i, job in enumerate(jobs):
-            if i + 1 < len(jobs):
-                pending.append(in_pool.submit(_read_pair, jobs[i + 1]))
-            views = pending[i].result()
-            pending[i] = None  # type: ignore[call-overload]  # free the decoded pair
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="irctl-write") as out_pool:
+        for job, views in read_ahead(jobs, readers, depth=readers + 1, read=_read_pair):
             if isinstance(views, str):
                 fail(job.src, views)
                 continue
