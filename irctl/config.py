@@ -44,6 +44,9 @@ class DegradationConfig:
     # ... and this share is a dark scene (whole frame dimmed and blued, target too), so a dark
     # blue sky or a photo taken in shade is not mistaken for a cast shadow
     shadow_dark_scene: float = 0.0
+    # ... and this share has its colour channels permuted (target too): the shipped colour
+    # photos are warm, so otherwise every blue region in training is a shadow
+    shadow_recolour: float = 0.0
     # stereo_sr: LR = MATLAB bicubic ×1/scale of each view (irctl/data/resize.py); views made
     # from a single photo get a synthetic disparity up to this fraction of the photo's width
     # (the shipped motorcycle pair's reaches 8%)

@@ -127,19 +127,55 @@ def test_no_shadow_probability_is_honoured() -> None:
 
 
 def test_dark_scene_dims_target_and_input_alike(clean: np.ndarray) -> None:
-    """A dark-scene draw scales the target by one darker, bluer factor per channel, and the
-    input is that target under the usual shadow and gain: the model is taught that a dim, blue
-    frame is content, not an umbra to lift."""
+    """A dark-scene draw dims the target by a darker, bluer factor that varies smoothly over the
+    frame, and the input is that target under the usual shadow and gain: the model is taught
+    that a dim, blue region without an edge is content, not an umbra to lift."""
     dark = ShadowParams(no_shadow=1.0, dark_scene=1.0)
     bound = _max_gain_deviation(dark)
     lo, hi = dark.dark_scene_red
-    for seed in range(5):
-        sample = shadow_parameters(*clean.shape[:2], dark, _rng(seed))
+    h, w = clean.shape[:2]
+    for seed in range(8):
+        sample = shadow_parameters(h, w, dark, _rng(seed))
         s = sample.scene
-        assert lo <= s[0] <= hi and s[0] < s[1] < s[2] <= 0.95
+        assert s.shape == (h, w, 3)
+        # Darker and bluer everywhere, and the full factor is reached somewhere.
+        assert np.all(s[..., 0] <= s[..., 1] + 1e-6) and np.all(s[..., 1] <= s[..., 2] + 1e-6)
+        assert np.all(s <= 1.0) and lo - 1e-6 <= s[..., 0].min() <= hi + 1e-6
+        # No edge: the steepest step between neighbours is far below a penumbra's, whose ramp
+        # crosses the whole (1 − a) in at most ``softness[1]`` pixels.
+        step = max(np.abs(np.diff(s, axis=0)).max(), np.abs(np.diff(s, axis=1)).max())
+        depth = 1.0 - s.min()
+        assert step <= 4.0 * depth / min(h, w) + 1e-6
         shadow_image, target = apply_shadow(clean, sample)
         assert np.allclose(target, clean * s, rtol=1e-6)
         assert np.all(np.abs(shadow_image - target) <= bound * target + 1e-6)
+
+
+def test_recolour_permutes_the_channels_of_target_and_input(clean: np.ndarray) -> None:
+    """A recoloured draw takes the photo's channels in another order, for the target and
+    (under the shadow) the input alike; the permutation is drawn last, so the shadow, gain and
+    scene of a seed do not depend on ``recolour`` (presets without it keep their pairs)."""
+    always = ShadowParams(no_shadow=1.0, recolour=1.0)
+    seen = set()
+    for seed in range(40):
+        sample = shadow_parameters(*clean.shape[:2], always, _rng(seed))
+        assert sorted(sample.channels) == [0, 1, 2] and sample.channels != (0, 1, 2)
+        seen.add(sample.channels)
+        shadow_image, target = apply_shadow(clean, sample)
+        assert np.array_equal(target, clean[..., list(sample.channels)])
+        gain = shadow_image / np.maximum(target, 1e-6)
+        lit = target > 0.05
+        for c in range(3):  # one global gain per channel: the input is the same recoloured photo
+            assert np.allclose(gain[..., c][lit[..., c]], sample.gain[c], rtol=1e-4)
+    assert len(seen) == 5
+    for seed in range(3):
+        plain = shadow_parameters(*clean.shape[:2], ShadowParams(dark_scene=0.5), _rng(seed))
+        mixed = shadow_parameters(
+            *clean.shape[:2], ShadowParams(dark_scene=0.5, recolour=1.0), _rng(seed)
+        )
+        assert plain.channels == (0, 1, 2) and mixed.channels != (0, 1, 2)
+        for name in ("mask", "attenuation", "gain", "scene"):
+            assert np.array_equal(getattr(plain, name), getattr(mixed, name))
 
 
 def test_dark_scene_off_keeps_the_draws_of_a_seed(clean: np.ndarray) -> None:

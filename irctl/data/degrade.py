@@ -88,7 +88,11 @@ def _shadow_pair(cfg: DegradationConfig, heldout: bool = False) -> PairSynthesis
     if heldout:
         params = ShadowParams(no_shadow=0.0)
     else:
-        params = ShadowParams(no_shadow=cfg.shadow_free, dark_scene=cfg.shadow_dark_scene)
+        params = ShadowParams(
+            no_shadow=cfg.shadow_free,
+            dark_scene=cfg.shadow_dark_scene,
+            recolour=cfg.shadow_recolour,
+        )
 
     def synth(clean: Tensor, g: torch.Generator) -> Batch:
         rng = _numpy_rng(g)

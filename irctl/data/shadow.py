@@ -53,6 +53,10 @@ MAX_ATTENUATION = 0.95
 JITTER_CELLS = 8
 #: Correlation length of the field that varies the penumbra width over the frame.
 SOFTNESS_CELLS = 3
+#: Correlation length of the field that shapes a dark scene's dimming (frame-scale: no edges).
+SCENE_CELLS = 2
+#: The non-identity orders of the three colour channels (``recolour``).
+PERMUTATIONS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 #: Occluder sets drawn before giving up on one that leaves part of the canvas lit.
 MAX_REDRAWS = 20
 
@@ -78,9 +82,17 @@ class ShadowParams:
     ``no_shadow``: probability of an image with no shadow at all (input = target up to the gain),
     so a model learns to leave shadow-free photos alone.
     ``dark_scene``: probability that the scene itself (target and input alike) is dimmed and
-    blued over the whole frame by a factor drawn as an umbra's with a red transmittance in
-    ``dark_scene_red`` — a photo taken in full shade or at dusk. Without it every dark-blue
-    region a model sees in training is a cast shadow, and it brightens a night sky.
+    blued by a factor drawn as an umbra's with a red transmittance in ``dark_scene_red`` — a
+    photo taken in shade or at dusk. The dimming varies smoothly over the frame (a gradient in a
+    random direction mixed with a frame-scale field, from a random floor up to the full factor):
+    a dusk sky darkens towards the zenith, a room towards its corners, with no edge anywhere.
+    Without it every dark-blue region a model sees in training is a cast shadow, and it lifts a
+    night sky or a dark corner; with a *uniform* dimming only, it learns to tell a dim frame from
+    a shadow by global statistics, and still lifts the dark half of a frame. What sets a cast
+    shadow apart is its edge (a penumbra of ``softness`` pixels), so that is all this leaves.
+    ``recolour``: probability that the photo's colour channels are permuted before anything
+    else (target too). The shipped colour photos are warm (red ≥ blue everywhere), so without
+    it the only blue regions a model ever sees are shadows, and it greys a blue sky.
     """
 
     shapes: tuple[int, int] = (1, 4)
@@ -94,6 +106,7 @@ class ShadowParams:
     no_shadow: float = 0.1
     dark_scene: float = 0.0
     dark_scene_red: tuple[float, float] = (0.25, 0.9)
+    recolour: float = 0.0
 
     def __post_init__(self) -> None:
         lo, hi = self.area
@@ -109,18 +122,22 @@ class ShadowParams:
             raise ValueError(f"no_shadow is a probability, got {self.no_shadow}")
         if not 0.0 <= self.dark_scene <= 1.0:
             raise ValueError(f"dark_scene is a probability, got {self.dark_scene}")
+        if not 0.0 <= self.recolour <= 1.0:
+            raise ValueError(f"recolour is a probability, got {self.recolour}")
 
 
 @dataclass(frozen=True)
 class ShadowSample:
     """One draw: matte H×W float32 in [0, 1] (all zero for a shadow-free draw), the umbra
     transmittance per channel (3,), the input's per-channel gain (3,) and the scene's own
-    per-channel dimming (3,), ones unless the draw is a dark scene."""
+    dimming: ones (3,) unless the draw is a dark scene, then a smooth H×W×3 field; ``channels``
+    is the order the photo's channels are taken in (identity unless the draw recolours it)."""
 
     mask: np.ndarray
     attenuation: np.ndarray
     gain: np.ndarray
     scene: np.ndarray = field(default_factory=lambda: np.ones(3, dtype=np.float32))
+    channels: tuple[int, int, int] = (0, 1, 2)
 
     @property
     def has_shadow(self) -> bool:
@@ -341,12 +358,35 @@ def _attenuation(
     return np.minimum(a, MAX_ATTENUATION).astype(np.float32)
 
 
+def _scene_dimming(h: int, w: int, params: ShadowParams, rng: np.random.Generator) -> np.ndarray:
+    """H×W×3 float32 dimming of a dark scene: 1 − f·(1 − a) with a an umbra-like (darker, bluer)
+    factor and f a smooth profile whose maximum is 1 (the full factor is reached somewhere) and
+    whose minimum is a floor ~ U(0, 1) (1 = uniform dimming). f mixes a linear gradient in a
+    random direction (sky towards the zenith, light fall-off across a room) with a frame-scale
+    smooth field, so its steepest step is a fraction of the frame, never a penumbra's."""
+    a = _attenuation(params, rng, red=params.dark_scene_red).astype(np.float64)
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
+    ramp = math.sin(angle) * rows + math.cos(angle) * cols
+    span = np.ptp(ramp)
+    ramp = (ramp - ramp.min()) / span if span > 0 else np.ones_like(ramp)
+    mix = float(rng.uniform(0.0, 1.0))
+    profile = mix * ramp + (1.0 - mix) * _field(h, w, rng, SCENE_CELLS)
+    lo, hi = profile.min(), profile.max()
+    profile = (profile - lo) / (hi - lo) if hi > lo else np.ones_like(profile)
+    floor = float(rng.uniform(0.0, 1.0))
+    f = floor + (1.0 - floor) * profile
+    return (1.0 - f[..., None] * (1.0 - a)).astype(np.float32)
+
+
 def shadow_parameters(
     h: int, w: int, params: ShadowParams, rng: np.random.Generator
 ) -> ShadowSample:
     """Draw one image's shadow: first whether it has any (``no_shadow``), then matte,
     attenuation and the input's gain (the gain is drawn for shadow-free images too), then, only
-    when ``dark_scene`` > 0 (so draws without it are unchanged), whether the scene is dark."""
+    when ``dark_scene`` > 0 (so draws without it are unchanged), whether the scene is dark, and
+    only when ``recolour`` > 0, whether its channels are permuted (one of the 5 non-identity
+    orders)."""
     shadowless = bool(rng.random() < params.no_shadow)
     if shadowless:
         mask = np.zeros((h, w), dtype=np.float32)
@@ -358,14 +398,21 @@ def shadow_parameters(
     gain = (_uniform(rng, params.gain) * (1.0 + tint)).astype(np.float32)
     scene = np.ones(3, dtype=np.float32)
     if params.dark_scene > 0.0 and rng.random() < params.dark_scene:
-        scene = _attenuation(params, rng, red=params.dark_scene_red)
-    return ShadowSample(mask=mask, attenuation=attenuation, gain=gain, scene=scene)
+        scene = _scene_dimming(h, w, params, rng)
+    channels = (0, 1, 2)
+    if params.recolour > 0.0 and rng.random() < params.recolour:
+        channels = PERMUTATIONS[int(rng.integers(0, len(PERMUTATIONS)))]
+    return ShadowSample(
+        mask=mask, attenuation=attenuation, gain=gain, scene=scene, channels=channels
+    )
 
 
 def apply_shadow(clean: np.ndarray, sample: ShadowSample) -> tuple[np.ndarray, np.ndarray]:
-    """(input, target) for an H×W×3 photo in [0, 1]: target = clean·s (s = the scene's dimming,
-    ones for most draws), input = clip(target·(1 − m(1 − a))·gain) (float32 copies)."""
-    target = (np.asarray(clean, dtype=np.float32) * sample.scene).astype(np.float32)
+    """(input, target) for an H×W×3 photo in [0, 1]: target = clean·s (clean's channels taken in
+    the draw's order; s = the scene's dimming, ones for most draws, per pixel for a dark scene),
+    input = clip(target·(1 − m(1 − a))·gain) (float32 copies)."""
+    photo = np.asarray(clean, dtype=np.float32)[..., list(sample.channels)]
+    target = (photo * sample.scene).astype(np.float32)
     m = sample.mask[..., None]
     shadowed = target * (1.0 - m * (1.0 - sample.attenuation))
     shadow_image = np.clip(shadowed * sample.gain, 0.0, 1.0).astype(np.float32)

@@ -67,7 +67,7 @@ _EXTRA_METRICS = {**METRICS, "hf-ratio": hf_energy_ratio}
 
 #: Degradation settings only training draws from (held-out shadows are always cast, on the
 #: photo as it is): models that differ only in these are scored on the same held-out cases.
-TRAINING_ONLY_DEGRADATION = ("shadow_free", "shadow_dark_scene")
+TRAINING_ONLY_DEGRADATION = ("shadow_free", "shadow_dark_scene", "shadow_recolour")
 
 
 def heldout_setting(preset: Preset) -> tuple[object, ...]:
@@ -102,6 +102,26 @@ def model_method(
         return restore_image(restorer, image, options, seed=seed, device=device, cond=cond)
 
     return run
+
+
+def unchanged_psnr(
+    restorer: Restorer,
+    options: SampleOptions,
+    seed: int,
+    device: torch.device,
+    names: tuple[str, ...] | None = None,
+) -> dict[str, float]:
+    """PSNR of the restorer's output against its own input for each held-out photo (or each of
+    ``names``) given *clean* (8-bit, nothing to restore): how far a model moves a photo it
+    should leave alone — a shadow remover handed a photo without a cast shadow. Higher is
+    better; ∞ = untouched."""
+    run = model_method(restorer, options, seed, device)
+    values = {}
+    for name in names or restorer.preset.data.test:
+        photo8 = to_dtype(load_photos([name], restorer.preset.degradation)[0], np.uint8)
+        out = run(photo8 / np.float32(255.0), Conditioning())
+        values[name] = psnr(to_dtype(np.clip(out, 0.0, 1.0), np.uint8), photo8, max_value=255)
+    return values
 
 
 def classical_method(name: str, preset: Preset) -> MethodFn:
