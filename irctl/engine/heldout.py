@@ -114,14 +114,14 @@ def unchanged_psnr(
     """PSNR of the restorer's output against its own input for each held-out photo (or each of
     ``names``) given *clean* (8-bit, nothing to restore): how far a model moves a photo it
     should leave alone — a shadow remover handed a photo without a cast shadow. Higher is
-    better; ∞ = untouched."""
-    run = model_method(restorer, options, seed, device)
-    values = {}
+    better; ∞ = untouched. Scored as :func:`run_heldout` scores a table."""
+    clean = []
     for name in names or restorer.preset.data.test:
         photo8 = to_dtype(load_photos([name], restorer.preset.degradation)[0], np.uint8)
-        out = run(photo8 / np.float32(255.0), Conditioning())
-        values[name] = psnr(to_dtype(np.clip(out, 0.0, 1.0), np.uint8), photo8, max_value=255)
-    return values
+        clean.append(HeldoutPhoto(name, photo8, photo8 / np.float32(255.0)))
+    label = "model"
+    rows = run_heldout(clean, {label: model_method(restorer, options, seed, device)})
+    return {row.photo: row.psnr for row in rows if row.method == label}
 
 
 def classical_method(name: str, preset: Preset) -> MethodFn:
