@@ -1,0 +1,30 @@
+"""Every shipped preset names photos that exist here, and never trains on the ones it tests on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from irctl.config import available_presets, load_preset
+from irctl.data.datasets import load_photo
+
+
+@pytest.mark.parametrize("name", available_presets())
+def test_preset_splits_are_shipped_photos_and_disjoint(name: str) -> None:
+    preset = load_preset(name)
+    data = preset.data
+    assert not set(data.test) & set(data.train), "a held-out photo is trained on"
+    assert not set(data.val) & set(data.train), "the validation photo is trained on"
+    stereo = preset.degradation.kind == "stereo_sr"
+    for photo in {*data.train, *data.val, *data.test}:
+        stems = (
+            ["motorcycle_left", "motorcycle_right"] if stereo and photo == "motorcycle" else [photo]
+        )
+        for stem in stems:
+            image = load_photo(stem)
+            assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.float32
+
+
+def test_unknown_photo_is_a_clear_error() -> None:
+    with pytest.raises(FileNotFoundError, match="no photo named 'no_such_photo'"):
+        load_photo("no_such_photo")
