@@ -76,6 +76,10 @@ class NetworkConfig:
     #: ``blocks``; a regression network for stereo SR)
     arch: str = "unet"
     blocks: int = 8
+    #: initialise the U-Net's pixel-shuffle upsamplers with ICNR (irctl/nets/nafnet.py:icnr_):
+    #: no checkerboard at the start of training. Only the initialisation changes, not the
+    #: weights' layout, so either setting loads any checkpoint of the same sizes.
+    icnr: bool = False
 
 
 @dataclass(frozen=True)

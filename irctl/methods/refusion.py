@@ -29,6 +29,7 @@ def nafnet_config(preset: Preset, channels: int = 3) -> NAFNetConfig:
         dec_blocks=n.dec_blocks,
         channels=channels,
         cond_scalars=n.cond_scalars,
+        icnr=n.icnr,
     )
 
 

@@ -28,6 +28,8 @@ class NAFNetConfig:
     dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
     channels: int = 3
     cond_scalars: int = 0  # global conditioning scalars (bokeh lens codes); 0 = none
+    #: initialise each upsampling conv with ICNR (:func:`icnr_`) instead of PyTorch's default
+    icnr: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -38,6 +40,26 @@ class NAFNetConfig:
     def multiple(self) -> int:
         """Inputs are padded to a multiple of this (one halving per encoder level)."""
         return 2 ** len(self.enc_blocks)
+
+
+@torch.no_grad()
+def icnr_(conv: nn.Conv2d, scale: int = 2) -> None:
+    """ICNR initialisation (Aitken et al. 2017, "Checkerboard artifact free sub-pixel
+    convolution") of a conv followed by ``PixelShuffle(scale)``: the scale² sub-pixel outputs of
+    each shuffled channel get the same weights, so at initialisation the pair is conv +
+    nearest-neighbour upsampling. With PyTorch's default, independent sub-pixel weights start as
+    a checkerboard of period ``scale``, which the shadow regression baseline had not trained
+    out after 3 000 steps (README, shadow removal: 0.44 → 0.15 grey levels of 4-px grid)."""
+    out_channels = conv.out_channels
+    if out_channels % (scale * scale):
+        raise ValueError(f"{out_channels} output channels do not shuffle by {scale}")
+    # Every scale²-th row of the conv's own default initialisation (same fan-in, same bound),
+    # repeated: no extra random draws, so the rest of a seeded network is unchanged.
+    sub = conv.weight[:: scale * scale].clone()
+    conv.weight.copy_(sub.repeat_interleave(scale * scale, dim=0))
+    if conv.bias is not None:
+        bias = conv.bias.view(-1, scale * scale)
+        bias.copy_(bias[:, :1].expand_as(bias))
 
 
 class NAFBlock(nn.Module):
@@ -116,7 +138,10 @@ class _UNetBody(nn.Module):
             [NAFBlock(c, time_dim, cond_dim) for _ in range(cfg.middle_blocks)]
         )
         for n in cfg.dec_blocks:
-            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            expand = nn.Conv2d(c, 2 * c, 1, bias=False)
+            if cfg.icnr:
+                icnr_(expand)
+            self.ups.append(nn.Sequential(expand, nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(nn.ModuleList([NAFBlock(c, time_dim, cond_dim) for _ in range(n)]))
 
