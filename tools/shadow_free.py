@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from irctl.data.datasets import load_photo
-from irctl.engine.heldout import model_method, unchanged_psnr
+from irctl.engine.heldout import psnr_against_itself, unchanged_psnr
 from irctl.engine.restore import Restorer, load_restorer
 from irctl.io.images import to_dtype
-from irctl.methods.base import Conditioning, SampleOptions
-from irctl.metrics.fidelity import psnr
+from irctl.methods.base import SampleOptions
 
 #: Rows of ``rocket`` (427 px high) averaged for its sky's zenith and horizon colours, over
 #: columns 100-250 (sky between the left tower and the rocket).
@@ -44,10 +43,8 @@ def sky_gradient(height: int) -> np.ndarray:
 def sky_gradient_psnr(restorer: Restorer, device: torch.device, height: int) -> float:
     """PSNR (8-bit) of the restorer's output of :func:`sky_gradient` against its input, untiled."""
     options = SampleOptions.from_preset(restorer.preset, tile=2 * height)
-    clean8 = to_dtype(sky_gradient(height), np.uint8)
-    run = model_method(restorer, options, seed=0, device=device)
-    out8 = to_dtype(np.clip(run(clean8 / np.float32(255.0), Conditioning()), 0.0, 1.0), np.uint8)
-    return psnr(out8, clean8, max_value=255)
+    gradient8 = {"sky": to_dtype(sky_gradient(height), np.uint8)}
+    return psnr_against_itself(restorer, options, 0, device, gradient8)["sky"]
 
 
 def main() -> None:

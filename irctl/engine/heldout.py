@@ -114,13 +114,28 @@ def unchanged_psnr(
     """PSNR of the restorer's output against its own input for each held-out photo (or each of
     ``names``) given *clean* (8-bit, nothing to restore): how far a model moves a photo it
     should leave alone — a shadow remover handed a photo without a cast shadow. Higher is
-    better; ∞ = untouched. Scored as :func:`run_heldout` scores a table."""
-    clean = []
-    for name in names or restorer.preset.data.test:
-        photo8 = to_dtype(load_photos([name], restorer.preset.degradation)[0], np.uint8)
-        clean.append(HeldoutPhoto(name, photo8, photo8 / np.float32(255.0)))
+    better; ∞ = untouched."""
+    clean = {
+        name: to_dtype(load_photos([name], restorer.preset.degradation)[0], np.uint8)
+        for name in names or restorer.preset.data.test
+    }
+    return psnr_against_itself(restorer, options, seed, device, clean)
+
+
+def psnr_against_itself(
+    restorer: Restorer,
+    options: SampleOptions,
+    seed: int,
+    device: torch.device,
+    images8: dict[str, np.ndarray],
+) -> dict[str, float]:
+    """PSNR of the restorer's output of each 8-bit image (by name) against that image, scored
+    as :func:`run_heldout` scores a table."""
+    cases = [
+        HeldoutPhoto(name, image8, image8 / np.float32(255.0)) for name, image8 in images8.items()
+    ]
     label = "model"
-    rows = run_heldout(clean, {label: model_method(restorer, options, seed, device)})
+    rows = run_heldout(cases, {label: model_method(restorer, options, seed, device)})
     return {row.photo: row.psnr for row in rows if row.method == label}
 
 
