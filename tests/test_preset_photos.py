@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from irctl.config import available_presets, load_preset
-from irctl.data.datasets import load_photo
+from irctl.data.datasets import load_photo, load_photos
 
 
 @pytest.mark.parametrize("name", available_presets())
@@ -15,14 +15,11 @@ def test_preset_splits_are_shipped_photos_and_disjoint(name: str) -> None:
     data = preset.data
     assert not set(data.test) & set(data.train), "a held-out photo is trained on"
     assert not set(data.val) & set(data.train), "the validation photo is trained on"
-    stereo = preset.degradation.kind == "stereo_sr"
-    for photo in {*data.train, *data.val, *data.test}:
-        stems = (
-            ["motorcycle_left", "motorcycle_right"] if stereo and photo == "motorcycle" else [photo]
-        )
-        for stem in stems:
-            image = load_photo(stem)
-            assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.float32
+    # what training and `irctl compare` load: RGB photos, or L‖R pairs for stereo presets
+    names = sorted({*data.train, *data.val, *data.test})
+    channels = 6 if preset.degradation.kind == "stereo_sr" else 3
+    for image in load_photos(names, preset.degradation):
+        assert image.ndim == 3 and image.shape[2] == channels and image.dtype == np.float32
 
 
 def test_unknown_photo_is_a_clear_error() -> None:
