@@ -59,6 +59,9 @@ def restore(
     tile_overlap: int = typer.Option(
         None, "--tile-overlap", help="Overlap between tiles (pixels)."
     ),
+    tile_batch: int = typer.Option(
+        None, "--tile-batch", min=1, help="Tiles per network call (default: the preset's)."
+    ),
     seed: int = typer.Option(
         0, "--seed", help="Random seed: same seed, same bytes (same device and --threads)."
     ),
@@ -142,7 +145,12 @@ def restore(
         raise usage_error(str(err)) from None
     resolved = restorer.preset
     options = SampleOptions.from_preset(
-        resolved, sampler=sampler, steps=steps, tile=tile, overlap=tile_overlap
+        resolved,
+        sampler=sampler,
+        steps=steps,
+        tile=tile,
+        overlap=tile_overlap,
+        tile_batch=tile_batch,
     )
     try:
         restorer.check_options(options)
