@@ -26,11 +26,11 @@ from irctl.engine.checkpoint import (
     save_checkpoint,
     state_path,
 )
-from irctl.engine.tiling import Tiler
 from irctl.methods import build_restorer
 from irctl.methods.base import SampleOptions
 from irctl.methods.refusion import RefusionRestorer
 from irctl.methods.regression import RegressionRestorer
+from irctl.tiling import TileSettings
 
 
 @pytest.fixture
@@ -81,19 +81,20 @@ def test_loaded_refusion_restores_bit_identically(tmp_path, tiny):
     assert isinstance(loaded, RefusionRestorer)
     before = loaded.restore(
         torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0)),
-        SampleOptions("sde", 3, Tiler(tile=0)),
+        None,
+        SampleOptions("sde", 3, TileSettings(tile=0)),
         torch.Generator().manual_seed(5),
     )
     load_modules(loaded.modules(), ckpt)
 
     lq = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
-    opts = SampleOptions(sampler="sde", steps=3, tiler=Tiler(tile=0))
-    a = original.restore(lq, opts, torch.Generator().manual_seed(5))
-    b = loaded.restore(lq, opts, torch.Generator().manual_seed(5))
+    opts = SampleOptions(sampler="sde", steps=3, tiles=TileSettings(tile=0))
+    a = original.restore(lq, None, opts, torch.Generator().manual_seed(5))
+    b = loaded.restore(lq, None, opts, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
     assert not torch.allclose(a, before)  # the loaded weights, not the fresh init, made b
     # Same seed → same output; another seed → another sample.
-    c = loaded.restore(lq, opts, torch.Generator().manual_seed(6))
+    c = loaded.restore(lq, None, opts, torch.Generator().manual_seed(6))
     assert not torch.equal(a, c)
 
 
@@ -109,8 +110,8 @@ def test_loaded_regression_restores_bit_identically(tmp_path):
     loaded = build_restorer(ckpt.preset)
     load_modules(loaded.modules(), ckpt)
     lq = torch.rand(2, 3, 20, 28, generator=torch.Generator().manual_seed(1))
-    opts = SampleOptions(tiler=Tiler(tile=0))
-    assert torch.equal(original.restore(lq, opts, None), loaded.restore(lq, opts, None))
+    opts = SampleOptions(tiles=TileSettings(tile=0))
+    assert torch.equal(original.restore(lq, None, opts, None), loaded.restore(lq, None, opts, None))
 
 
 def test_state_path():

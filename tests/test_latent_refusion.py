@@ -15,12 +15,12 @@ from irctl.cli.app import app
 from irctl.config import apply_overrides, load_preset
 from irctl.engine.checkpoint import CheckpointError, load_checkpoint
 from irctl.engine.restore import load_restorer
-from irctl.engine.tiling import Tiler
 from irctl.engine.train import train
 from irctl.io.images import read_image
 from irctl.methods import build_restorer
 from irctl.methods.base import Conditioning, SampleOptions
 from irctl.nets.unet_latent import CompressorConfig, UNetCompressor
+from irctl.tiling import TileSettings
 
 runner = CliRunner()
 
@@ -58,8 +58,9 @@ def _randomised(preset_overrides: list[str], name: str = "dehaze-latent-tiny"):
 
 
 def _restore(restorer, lq, tile: int, overlap: int = 16, cond=None) -> torch.Tensor:
-    options = SampleOptions("posterior", 3, Tiler(tile=tile, overlap=overlap, batch=2))
-    return restorer.restore(lq, options, torch.Generator().manual_seed(5), cond=cond)
+    options = SampleOptions("posterior", 3, TileSettings(tile=tile, overlap=overlap, batch=2))
+    condition = restorer.condition(lq, cond or Conditioning())
+    return restorer.restore(lq, condition, options, torch.Generator().manual_seed(5))
 
 
 def test_tile_covering_the_image_equals_the_untiled_path_exactly():

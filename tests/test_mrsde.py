@@ -412,10 +412,11 @@ def test_timesteps_rejects_bad_steps(steps):
         mrsde.timesteps(100, steps)
 
 
-def _oracle(x0, sched):
+def _oracle(x0, sched, mu):
+    """The exact noise of x_t (x0 known): the model callable with μ bound, as samplers get it."""
     calls = []
 
-    def model(x, mu, t):
+    def model(x, t):
         assert isinstance(t, int) and 1 <= t <= sched.T
         calls.append(t)
         return (x - mrsde.marginal_mean(x0, mu, sched, t)) / mrsde.marginal_std(sched, t)
@@ -426,10 +427,11 @@ def _oracle(x0, sched):
 @pytest.mark.parametrize("steps", [T, 10])
 def test_posterior_sampler_with_oracle_recovers_x0(sched, steps):
     x0, mu, _ = (v.float() for v in _pair(shape=(1, 3, 32, 32), seed=13))
-    model, calls = _oracle(x0, sched)
+    model, calls = _oracle(x0, sched, mu)
     g = torch.Generator().manual_seed(0)
     xT = mrsde.terminal_sample(mu, sched, torch.randn(x0.shape, generator=g))
-    out = mrsde.sample_posterior(model, xT, mu, sched, steps, g)
+    grid = mrsde.timesteps(T, steps)
+    out = mrsde.sample_posterior(model, xT, mu, sched, grid, mrsde.gaussian_noise(g))
     assert calls == mrsde.timesteps(T, steps)[:-1]
     assert _psnr(out, x0) > 80
 
@@ -440,14 +442,14 @@ def test_posterior_sampler_wiring(sched):
     g = torch.Generator().manual_seed(0)
     xT = mrsde.terminal_sample(mu, sched, torch.randn(x0.shape, generator=g, dtype=x0.dtype))
     states = []
-    model, _ = _oracle(x0, sched)
+    model, _ = _oracle(x0, sched, mu)
     mrsde.sample_posterior(
         model,
         xT,
         mu,
         sched,
-        10,
-        torch.Generator().manual_seed(42),
+        mrsde.timesteps(T, 10),
+        mrsde.gaussian_noise(torch.Generator().manual_seed(42)),
         callback=lambda i, n, x: states.append((i, n, x.clone())),
     )
     assert [(i, n) for i, n, _ in states] == [(i, 10) for i in range(10)]
@@ -465,9 +467,9 @@ def test_posterior_sampler_wiring(sched):
 
 def test_ode_sampler_with_oracle_ends_near_x0(sched):
     x0, mu, _ = (v.float() for v in _pair(shape=(1, 3, 32, 32), seed=15))
-    model, calls = _oracle(x0, sched)
+    model, calls = _oracle(x0, sched, mu)
     xT = mrsde.terminal_sample(mu, sched, torch.randn(x0.shape, generator=torch.Generator()))
-    out = mrsde.sample_ode(model, xT, mu, sched, T)
+    out = mrsde.sample_ode(model, xT, mu, sched, mrsde.timesteps(T, T), mrsde.gaussian_noise(None))
     assert len(calls) == T
     assert _psnr(out, x0) > 40
     assert _psnr(mu, x0) < 20  # i.e. the sampler did the work
@@ -475,20 +477,21 @@ def test_ode_sampler_with_oracle_ends_near_x0(sched):
 
 def test_sde_sampler_with_oracle_ends_near_x0(sched):
     x0, mu, _ = (v.float() for v in _pair(shape=(1, 3, 32, 32), seed=16))
-    model, _ = _oracle(x0, sched)
+    model, _ = _oracle(x0, sched, mu)
     g = torch.Generator().manual_seed(3)
     xT = mrsde.terminal_sample(mu, sched, torch.randn(x0.shape, generator=g))
-    out = mrsde.sample_sde(model, xT, mu, sched, T, g)
+    out = mrsde.sample_sde(model, xT, mu, sched, mrsde.timesteps(T, T), mrsde.gaussian_noise(g))
     assert _psnr(out, x0) > 40
 
 
 def test_sde_sampler_is_deterministic_given_generator(sched):
     x0, mu, _ = (v.float() for v in _pair(shape=(1, 3, 16, 16), seed=17))
-    model, _ = _oracle(x0, sched)
+    model, _ = _oracle(x0, sched, mu)
     xT = mrsde.terminal_sample(mu, sched, torch.randn(x0.shape, generator=torch.Generator()))
 
     def run(seed):
-        return mrsde.sample_sde(model, xT, mu, sched, 10, torch.Generator().manual_seed(seed))
+        noise = mrsde.gaussian_noise(torch.Generator().manual_seed(seed))
+        return mrsde.sample_sde(model, xT, mu, sched, mrsde.timesteps(T, 10), noise)
 
     a, b, c = run(1), run(1), run(2)
     assert torch.equal(a, b)

@@ -216,10 +216,16 @@ def test_refusion_noise_follows_the_views_so_a_swap_swaps_the_samples(
 def test_grouped_noise_draws_each_group_from_its_own_generator() -> None:
     import torch
 
-    from irctl.diffusion.mrsde import randn_like
+    from irctl.methods.refusion import view_noise
 
+    lq = torch.rand(1, 6, 4, 5, generator=torch.Generator().manual_seed(0))
+    noise = view_noise(torch.Generator().manual_seed(9), lq, views=2)
+    swapped = view_noise(torch.Generator().manual_seed(9), lq.roll(3, dims=1), views=2)
     x = torch.zeros(1, 6, 4, 5)
-    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
-    both = randn_like(x, (g(1), g(2)))
-    assert torch.equal(both[:, :3], torch.randn(1, 3, 4, 5, generator=g(1)))
-    assert torch.equal(both[:, 3:], torch.randn(1, 3, 4, 5, generator=g(2)))
+    first, second = noise(x), swapped(x)
+    # Each view's noise follows the view: swap the views, and their noise swaps with them.
+    assert torch.equal(first[:, :3], second[:, 3:])
+    assert torch.equal(first[:, 3:], second[:, :3])
+    assert not torch.equal(first[:, :3], first[:, 3:])
+    # A second draw continues each view's own stream.
+    assert not torch.equal(noise(x), first)

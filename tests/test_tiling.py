@@ -1,4 +1,4 @@
-"""Tiled network evaluation (irctl/engine/tiling.py): coverage, exactness and batching."""
+"""Tiled network evaluation (irctl/tiling.py): coverage, exactness and batching."""
 
 from __future__ import annotations
 
@@ -8,8 +8,17 @@ import math
 import pytest
 import torch
 
-from irctl.engine.tiling import Tiler, blend_window, tile_layout
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
+from irctl.tiling import (
+    PER_IMAGE,
+    SHARED,
+    SPATIAL,
+    Spatial,
+    Tiler,
+    TileSettings,
+    blend_window,
+    tile_layout,
+)
 
 H, W = 40, 56
 
@@ -98,7 +107,9 @@ def test_tile_covering_image_is_bit_identical(tiny_cnafnet, tile):
     x, mu = _image(seed=1), _image(seed=2)
     with torch.no_grad():
         direct = tiny_cnafnet(x, mu, 37)
-        tiled = Tiler(tile=tile, overlap=8, batch=2).wrap(tiny_cnafnet)(x, mu, 37)
+        tiled = Tiler(tile=tile, overlap=8, batch=2).wrap(tiny_cnafnet, SPATIAL, SPATIAL, SHARED)(
+            x, mu, 37
+        )
     assert torch.equal(tiled, direct)
 
 
@@ -108,7 +119,9 @@ def test_nafnet_tiled_smaller_than_image_runs(tiny_cnafnet):
     x, mu = _image(seed=1), _image(seed=2)
     with torch.no_grad():
         direct = tiny_cnafnet(x, mu, 5)
-        tiled = Tiler(tile=32, overlap=8, batch=3).wrap(tiny_cnafnet)(x, mu, 5)
+        tiled = Tiler(tile=32, overlap=8, batch=3).wrap(tiny_cnafnet, SPATIAL, SPATIAL, SHARED)(
+            x, mu, 5
+        )
     assert tiled.shape == direct.shape
     assert bool(torch.isfinite(tiled).all())
     assert not torch.equal(tiled, direct)
@@ -133,7 +146,7 @@ def test_pointwise_net_tiled_equals_untiled(tile, overlap, batch):
     x, mu = _image((2, 3, H, W), 3, torch.float64), _image((2, 3, H, W), 4, torch.float64)
     with torch.no_grad():
         direct = net(x, mu, 2.0)
-        tiled = Tiler(tile, overlap, batch).wrap(net)(x, mu, 2.0)
+        tiled = Tiler(tile, overlap, batch).wrap(net, SPATIAL, SPATIAL, SHARED)(x, mu, 2.0)
     assert tiled.shape == direct.shape == (2, 4, H, W)
     assert torch.allclose(tiled, direct, atol=1e-12, rtol=0)
 
@@ -147,7 +160,7 @@ def test_local_conv_tiled_equals_untiled(tile, overlap):
     x = _image(dtype=torch.float64)
     with torch.no_grad():
         direct = conv(x)
-        tiled = Tiler(tile, overlap, 3).wrap(conv)(x)
+        tiled = Tiler(tile, overlap, 3).wrap(conv, SPATIAL)(x)
     assert torch.allclose(tiled, direct, atol=1e-6, rtol=0)
 
 
@@ -160,7 +173,7 @@ def test_local_conv_tiled_is_exact_away_from_tile_borders():
     tile, overlap = 16, 4
     with torch.no_grad():
         direct = conv(x)
-        tiled = Tiler(tile, overlap, 3).wrap(conv)(x)
+        tiled = Tiler(tile, overlap, 3).wrap(conv, SPATIAL)(x)
     bad = torch.zeros(H, W, dtype=torch.bool)
     th, tops = tile_layout(H, tile, overlap)
     tw, lefts = tile_layout(W, tile, overlap)
@@ -189,39 +202,73 @@ def test_local_conv_tiled_is_exact_away_from_tile_borders():
 def test_identity_net_tiled_reproduces_input(shape, tile, overlap, batch):
     tiler = Tiler(tile, overlap, batch)
     x = _image(shape, seed=5, dtype=torch.float64)
-    out = tiler.wrap(lambda a: a.clone())(x)
+    out = tiler.wrap(lambda a: a.clone(), SPATIAL)(x)
     assert out.shape == x.shape
     assert torch.allclose(out, x, atol=1e-12, rtol=0)
     # float32: up to ~(tile/stride)² windows are summed per pixel, so allow a few ulp more.
     x = x.float()
-    assert torch.allclose(tiler.wrap(lambda a: a.clone())(x), x, atol=4e-6, rtol=0)
+    assert torch.allclose(tiler.wrap(lambda a: a.clone(), SPATIAL)(x), x, atol=4e-6, rtol=0)
 
 
 # --- argument handling and batching --------------------------------------------------------------
 
 
-def test_non_spatial_arguments_pass_through_and_tiles_are_batched():
+def test_roles_cut_repeat_or_pass_each_argument_and_tiles_are_batched():
+    """Spatial arguments are cut, a per-image one reaches every tile of its image unchanged
+    (its row repeated for each tile of the call, tile-major), a shared one passes as it is."""
     x, mu = _image((2, 3, H, W), seed=6), _image((2, 3, H, W), seed=7)
-    t_vec = torch.tensor([3.0, 4.0])  # per-image, not per-tile: passed through as it is
-    glob = torch.randn(2, 5, 1, 1)
+    per_image = torch.tensor([3.0, 4.0])
+    code = torch.randn(2, 5, 4, 4)  # a low-resolution global code: per image, not spatial
     seen = []
 
-    def net(a, b, t, tv, g):
-        seen.append((a.shape, b.shape, t, tv, g))
-        return a - b + t
+    def net(a, b, t, scale, g):
+        seen.append((a.shape, b.shape, t, scale.clone(), g.clone()))
+        return a - b + t * scale.view(-1, 1, 1, 1)
 
     tiler = Tiler(tile=16, overlap=4, batch=3)
     (th, tops), (tw, lefts) = tile_layout(H, 16, 4), tile_layout(W, 16, 4)
     n_tiles = len(tops) * len(lefts)
-    out = tiler.wrap(net)(x, mu, 7, t_vec, glob)
+    wrapped = tiler.wrap(net, SPATIAL, SPATIAL, SHARED, PER_IMAGE, PER_IMAGE)
+    out = wrapped(x, mu, 7, per_image, code)
     assert len(seen) == math.ceil(n_tiles / 3)
-    sizes = [a[0] for a, _, _, _, _ in seen]
+    sizes = [a[0] for a, *_ in seen]
     assert sum(sizes) == 2 * n_tiles and all(s == 2 * 3 for s in sizes[:-1])
-    for a_shape, b_shape, t, tv, g in seen:
+    for a_shape, b_shape, t, scale, g in seen:
+        k = a_shape[0] // 2
         assert tuple(a_shape[1:]) == (3, th, tw) and max(th, tw) <= 16 and b_shape == a_shape
-        assert t == 7 and tv is t_vec and g is glob
-    # Both spatial arguments were cut at the same place.
-    assert torch.allclose(out, x - mu + 7, atol=1e-6)
+        assert t == 7
+        assert torch.equal(scale, per_image.repeat(k))  # [tile 0: img 0, img 1, tile 1: ...]
+        assert torch.equal(g, code.repeat(k, 1, 1, 1))
+    # Both spatial arguments were cut at the same place and each image kept its own value.
+    assert torch.allclose(out, x - mu + 7 * per_image.view(2, 1, 1, 1), atol=1e-6)
+
+
+def test_an_argument_that_fits_no_grid_is_an_error():
+    """A low-resolution tensor declared spatial must not be cut at the wrong place or handed
+    whole to every tile: the tiler refuses it."""
+    x, small = _image((1, 3, H, W), seed=1), _image((1, 3, H // 2 + 1, W // 2), seed=2)
+    with pytest.raises(ValueError, match="fits no tile grid"):
+        Tiler(tile=16, overlap=4).wrap(lambda a, b: a, SPATIAL, SPATIAL)(x, small)
+    with pytest.raises(ValueError, match="fits no tile grid"):
+        Tiler(tile=16, overlap=4).wrap(lambda a, b: a, SPATIAL, Spatial(2))(x, x)
+
+
+def test_a_per_image_argument_needs_one_row_per_image():
+    x = _image((2, 3, H, W), seed=1)
+    with pytest.raises(ValueError, match="per image"):
+        Tiler(tile=16, overlap=4).wrap(lambda a, c: a, SPATIAL, PER_IMAGE)(x, torch.ones(1, 4))
+    with pytest.raises(ValueError, match="tiling roles"):
+        Tiler(tile=16, overlap=4).wrap(lambda a, c: a, SPATIAL)(x, torch.ones(2, 4))
+
+
+def test_tile_settings_convert_pixels_to_a_grid_once():
+    """--tile/--tile-overlap are image pixels; a latent grid f× coarser gets ⌈tile/f⌉ and
+    ⌊overlap/f⌋, the overlap kept below the tile; 0 stays 'never tile'."""
+    settings = TileSettings(tile=512, overlap=64, batch=2)
+    assert settings.on_grid() == Tiler(512, 64, 2, 1)
+    assert settings.on_grid(factor=4, align=16) == Tiler(128, 16, 2, 16)
+    assert TileSettings(tile=30, overlap=29).on_grid(factor=4) == Tiler(8, 7, 4, 1)
+    assert TileSettings(tile=0, overlap=64).on_grid(factor=4).tile == 0
 
 
 def test_single_call_when_covering():
@@ -232,7 +279,7 @@ def test_single_call_when_covering():
         return a
 
     x = _image(seed=8)
-    Tiler(tile=64, overlap=8, batch=1).wrap(net)(x)
+    Tiler(tile=64, overlap=8, batch=1).wrap(net, SPATIAL)(x)
     assert len(calls) == 1 and calls[0] is x
 
 
@@ -245,7 +292,7 @@ def test_tiles_of_a_multi_image_batch_stay_with_their_image():
         # Tiles come in as [tile0 img0..img2, tile1 img0..img2, ...]: scale each by its image.
         return a * per_image.repeat(a.shape[0] // 3, 1, 1, 1)
 
-    out = Tiler(tile=16, overlap=5, batch=2).wrap(net)(x)
+    out = Tiler(tile=16, overlap=5, batch=2).wrap(net, SPATIAL)(x)
     assert torch.allclose(out, x * per_image, atol=1e-6)
 
 
@@ -258,15 +305,21 @@ def test_aligned_layout_keeps_tiles_a_multiple_of_the_network_padding():
             assert min(a + size - b for a, b in itertools.pairwise(starts)) >= 32
 
 
-def test_preset_tiler_is_aligned_to_the_network():
+def test_restorers_align_tiles_to_their_networks_padding_multiple():
+    """Each method asks its networks for their padding multiple (nothing outside reads the
+    network's sizes): NAFNet U-Nets pad to 2^levels, latent Refusion's compressor to 2 latent
+    pixels, NAFSSR not at all."""
     from irctl.config import load_preset
+    from irctl.methods import build_restorer
     from irctl.methods.base import SampleOptions
 
-    preset = load_preset("denoise-tiny")
-    options = SampleOptions.from_preset(preset, tile=300, overlap=40)
-    assert options.tiler.align == 2 ** len(preset.network.enc_blocks)
-    assert (options.tiler.tile, options.tiler.overlap) == (300, 40)
-    assert options.steps == preset.sampler.steps
+    restorer = build_restorer(load_preset("dehaze-latent-tiny"))
+    options = SampleOptions.from_preset(restorer.preset, tile=300, overlap=40)
+    compressor_tiler, net_tiler = restorer.tilers(options)
+    assert net_tiler.align == restorer.net.multiple == 2 ** len(restorer.preset.network.enc_blocks)
+    assert compressor_tiler.align == 2 and compressor_tiler.tile == net_tiler.tile == 75
+    assert build_restorer(load_preset("denoise-tiny")).net.multiple == 16
+    assert build_restorer(load_preset("stereo-sr-regression-tiny")).net.multiple == 1
 
 
 # --- tiling on a coarser grid (latent Refusion's compressor) -------------------------------------
@@ -280,7 +333,7 @@ def test_grid_tiling_of_a_downscaling_net_matches_untiled():
     def encode(img: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.avg_pool2d(img, 4) * 3.0
 
-    tiled = Tiler(tile=8, overlap=3, batch=2, align=2).wrap(encode, grid=4)(x)
+    tiled = Tiler(tile=8, overlap=3, batch=2, align=2).wrap(encode, Spatial(4))(x)
     assert tiled.shape == (2, 3, 21, 30)
     assert torch.allclose(tiled, encode(x), atol=1e-6, rtol=0)
 
@@ -294,11 +347,11 @@ def test_grid_tiling_of_an_upscaling_net_cuts_each_argument_at_its_own_scale():
     def decode(latent: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.interpolate(latent, scale_factor=4, mode="nearest") + image
 
-    tiled = Tiler(tile=6, overlap=2, batch=3).wrap(decode)(z, img)
+    tiled = Tiler(tile=6, overlap=2, batch=3).wrap(decode, SPATIAL, Spatial(4))(z, img)
     assert tiled.shape == img.shape
     assert torch.allclose(tiled, decode(z, img), atol=1e-6, rtol=0)
 
 
 def test_grid_must_divide_the_input():
     with pytest.raises(ValueError, match="multiple of the grid"):
-        Tiler(tile=8, overlap=2).wrap(lambda a: a, grid=4)(_image((1, 3, 30, 32)))
+        Tiler(tile=8, overlap=2).wrap(lambda a: a, Spatial(4))(_image((1, 3, 30, 32)))

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from irctl.diffusion.mrsde import gaussian_noise
 from irctl.engine.heldout import heldout_photos
 from irctl.engine.restore import load_restorer
 from irctl.io.images import to_dtype
 from irctl.methods.base import Conditioning, SampleOptions
-from irctl.methods.refusion import bind_condition, condition_tensor, sample_reverse
+from irctl.methods.refusion import bind_noise_model, sample_reverse
 from irctl.metrics.fidelity import psnr
 from irctl.nets.unet_latent import pad_to_multiple
 
@@ -62,12 +63,11 @@ def main() -> None:
         )
         mu, skips = compressor.encode(lq)
         x0, _ = compressor.encode(gt)
-        cond = condition_tensor(
-            restorer.preset, Conditioning(scalars=photo.cond) if photo.cond else None, 1, lq.device
-        )
-        net = bind_condition(restorer.net, cond)
+        cond = restorer.condition(lq, Conditioning(scalars=photo.cond))
+        model = bind_noise_model(restorer.net, mu, cond)
         generator = torch.Generator().manual_seed(args.seed)
-        z0 = sample_reverse(net, mu, restorer.schedule, options, generator, None)
+        noise_fn = gaussian_noise(generator)
+        z0 = sample_reverse(model, mu, restorer.schedule, options, noise_fn, None)
         noise = torch.randn(x0.shape, generator=generator)
         noisy_truth = x0 + noise * _rms(z0, x0) / float(noise.pow(2).mean().sqrt())
         scores = [

@@ -87,8 +87,7 @@ def benchmark(
     )
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
-    from irctl.engine.restore import load_restorer
-    from irctl.methods.base import SampleOptions
+    from irctl.engine.restore import load_restorer, resolve_options
 
     console = stderr_console()
     try:
@@ -100,10 +99,9 @@ def benchmark(
     if threads:
         torch.set_num_threads(threads)
     size_list, tile_list = _size_list(sizes), _int_list(tiles)
-    defaults = SampleOptions.from_preset(restorer.preset, sampler=sampler, steps=steps)
-    steps, sampler = defaults.steps, defaults.sampler
     try:
-        restorer.check_options(defaults)
+        defaults = resolve_options(restorer, sampler=sampler, steps=steps)
+        steps, sampler = defaults.steps, defaults.sampler
     except ValueError as err:
         console.print(f"error: {err}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
@@ -180,7 +178,7 @@ def benchmark(
             console.print(f"error: {err}", markup=False)
             raise typer.Exit(EXIT_USAGE) from None
         for r in [*others, restorer]:
-            flops_rows.append(restore_flops(r, 256, SampleOptions.from_preset(r.preset)))
+            flops_rows.append(restore_flops(r, 256, resolve_options(r)))
         console.print(flops_markdown(flops_rows), markup=False)
     result = {
         "preset": restorer.preset.name,

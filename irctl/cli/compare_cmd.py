@@ -24,9 +24,10 @@ def compare(
         None, "--classical", help="Classical baselines, comma-separated (default: the task's)."
     ),
     samplers: str = typer.Option(
-        "sde:100,posterior:100,posterior:20",
+        None,
         "--samplers",
-        help="Diffusion models run once per sampler:steps pair, comma-separated.",
+        help="Diffusion models run once per sampler:steps pair, comma-separated (default: "
+        "each model's own comparison runs, e.g. the paper's sampler at T steps).",
     ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
@@ -49,17 +50,15 @@ def compare(
     from irctl.engine.heldout import (
         TASK_METRICS,
         classical_method,
-        compressor_markdown,
-        compressor_rows,
         heldout_photos,
         heldout_setting,
         markdown_table,
         model_method,
+        model_reports,
         run_heldout,
         upscaled_input,
     )
-    from irctl.engine.restore import load_restorer
-    from irctl.methods.base import SampleOptions
+    from irctl.engine.restore import load_restorer, resolve_options
     from irctl.methods.classical import CLASSICAL, CLASSICAL_FOR_TASK
     from irctl.metrics.report import write_per_image_csv
 
@@ -110,20 +109,21 @@ def compare(
     methods = {c: classical_method(c, reference) for c in classical_list}
     try:
         sampler_specs = [
-            (name, int(n)) for name, _, n in (spec.partition(":") for spec in samplers.split(","))
+            (name, int(n))
+            for name, _, n in (spec.partition(":") for spec in (samplers or "").split(","))
+            if name
         ]
     except ValueError:
         console.print(f"error: --samplers expects name:steps pairs, got {samplers!r}")
         raise typer.Exit(EXIT_USAGE) from None
     for r in restorers:
-        if not r.stochastic:
-            options = SampleOptions.from_preset(r.preset)
+        if r.sampling is None:
+            options = resolve_options(r)
             methods[r.preset.name] = model_method(r, options, seed, torch_device)
             continue
-        for name, n in sampler_specs:
-            options = SampleOptions.from_preset(r.preset, sampler=name, steps=n)
+        for name, n in sampler_specs or r.sampling.comparison:
             try:
-                r.check_options(options)
+                options = resolve_options(r, sampler=name, steps=n)
             except ValueError as err:
                 console.print(f"error: {r.preset.name}: {err}", markup=False)
                 raise typer.Exit(EXIT_USAGE) from None
@@ -175,10 +175,8 @@ def compare(
     )
     console.print(table, markup=False)
     for r in restorers:
-        if hasattr(r, "round_trip"):  # a latent method: report what its compressor keeps
-            crow = compressor_rows(r, photos, SampleOptions.from_preset(r.preset), torch_device)
-            ctable = compressor_markdown(r.preset.name, crow)
-            (out / f"compressor-{r.preset.name}.md").write_text(ctable)
-            console.print(ctable, markup=False)
+        for stem, report in model_reports(r, photos, resolve_options(r), torch_device).items():
+            (out / f"{stem}.md").write_text(report)
+            console.print(report, markup=False)
     if json_out:
         typer.echo(json.dumps([asdict(r) for r in rows]))

@@ -122,12 +122,17 @@ def restore(
 
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
-    from irctl.engine.restore import load_restorer, plan_jobs, run_jobs
+    from irctl.engine.restore import (
+        describe_sampling,
+        load_restorer,
+        plan_jobs,
+        resolve_options,
+        run_jobs,
+    )
     from irctl.engine.restore_pairs import plan_pair_jobs, run_pair_jobs
     from irctl.io.folders import discover, shard
     from irctl.io.images import remove_stale_partials
     from irctl.io.stereo import remove_stale_pair_partials
-    from irctl.methods.base import SampleOptions
 
     console = stderr_console()
 
@@ -144,16 +149,15 @@ def restore(
     except (FileNotFoundError, CheckpointError, PresetError, ValueError) as err:
         raise usage_error(str(err)) from None
     resolved = restorer.preset
-    options = SampleOptions.from_preset(
-        resolved,
-        sampler=sampler,
-        steps=steps,
-        tile=tile,
-        overlap=tile_overlap,
-        tile_batch=tile_batch,
-    )
     try:
-        restorer.check_options(options)
+        options = resolve_options(
+            restorer,
+            sampler=sampler,
+            steps=steps,
+            tile=tile,
+            overlap=tile_overlap,
+            tile_batch=tile_batch,
+        )
     except ValueError as err:
         raise usage_error(str(err)) from None
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -175,15 +179,11 @@ def restore(
         plan.errors = shard(plan.errors, rank, world)
     for path, reason in plan.errors:
         console.print(f"error: {path}: {reason}", markup=False)
-    how = (
-        f"sampler {options.sampler}, {options.steps} steps, seed {seed}"
-        if restorer.stochastic
-        else "single forward pass"
-    )
+    how = describe_sampling(restorer, options, seed)
     console.print(
         f"{resolved.name} ({resolved.method}) on {torch_device}: {len(plan.jobs)} "
         f"{'pairs' if stereo else 'images'} to restore, "
-        f"{len(plan.skipped)} already done; {how}, tile {options.tiler.tile or 'off'}"
+        f"{len(plan.skipped)} already done; {how}, tile {options.tiles.tile or 'off'}"
     )
     if threads:
         torch.set_num_threads(threads)

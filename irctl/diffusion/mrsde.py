@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-#: A noise-prediction network: eps_hat = model(x_t, mu, t) with t an integer timestep.
-NoiseModel = Callable[[Tensor, Tensor, int], Tensor]
+#: A noise-prediction network with μ and any conditioning bound: eps_hat = model(x_t, t), t an
+#: integer timestep.
+NoiseModel = Callable[[Tensor, int], Tensor]
 #: Called after every reverse step with (step index, number of steps, current state).
 StepCallback = Callable[[int, int, Tensor], None]
-#: Where a sampler's noise comes from: one generator, one per channel group (stereo views), or
-#: None (torch's global generator).
-Noise = torch.Generator | tuple[torch.Generator, ...] | None
+#: Where a sampler's noise comes from: ``noise(x)`` is standard normal noise shaped like x.
+NoiseFn = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -250,17 +250,19 @@ def timesteps(T: int, steps: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def randn_like(x: Tensor, generator: Noise) -> Tensor:
-    """Noise for the whole image, drawn on the generator's device then moved: identical bytes
-    whatever the tiling, and on CPU identical whatever the model's device.
+def gaussian_noise(generator: torch.Generator | None) -> NoiseFn:
+    """The noise source of one run: ``noise(x)`` is a standard normal tensor shaped like ``x``,
+    drawn on the generator's device then moved, so the bytes are the same whatever the tiling
+    and, on CPU, whatever the model's device. Methods that need another source (stereo: one
+    generator per view) pass their own callable."""
 
-    A tuple of k generators draws the k equal channel groups of ``x`` (stereo views, L‖R)
-    each from its own generator, so a view's noise can follow the view wherever it sits."""
-    if isinstance(generator, tuple):
-        groups = x.chunk(len(generator), dim=1)
-        return torch.cat([randn_like(g, gen) for g, gen in zip(groups, generator, strict=True)], 1)
-    gen_device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
+    def noise(x: Tensor) -> Tensor:
+        gen_device = generator.device if generator is not None else x.device
+        return torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(
+            x.device
+        )
+
+    return noise
 
 
 @torch.no_grad()
@@ -269,16 +271,17 @@ def sample_sde(
     x: Tensor,
     mu: Tensor,
     sched: MRSDESchedule,
-    steps: int,
-    generator: Noise = None,
+    grid: list[int],
+    noise: NoiseFn,
     callback: StepCallback | None = None,
 ) -> Tensor:
-    """Reverse-time SDE, Euler–Maruyama (Refusion eq. 3; ``IRSDE.reverse_sde``)."""
-    grid = timesteps(sched.T, steps)
+    """Reverse-time SDE, Euler–Maruyama (Refusion eq. 3; ``IRSDE.reverse_sde``), over the
+    descending timesteps ``grid`` (:func:`timesteps`)."""
+    steps = len(grid) - 1
     for i, (t, s) in enumerate(itertools.pairwise(grid)):
-        score = score_from_noise(model(x, mu, t), sched, t)
+        score = score_from_noise(model(x, t), sched, t)
         x = reverse_sde_mean(x, mu, score, sched, t, s)
-        x = x + reverse_sde_noise_scale(sched, t, s) * randn_like(x, generator)
+        x = x + reverse_sde_noise_scale(sched, t, s) * noise(x)
         if callback is not None:
             callback(i, steps, x)
     return x
@@ -290,14 +293,14 @@ def sample_ode(
     x: Tensor,
     mu: Tensor,
     sched: MRSDESchedule,
-    steps: int,
-    generator: Noise = None,
+    grid: list[int],
+    noise: NoiseFn,
     callback: StepCallback | None = None,
 ) -> Tensor:
     """Probability-flow ODE, Euler (``IRSDE.reverse_ode``); deterministic after x_T."""
-    grid = timesteps(sched.T, steps)
+    steps = len(grid) - 1
     for i, (t, s) in enumerate(itertools.pairwise(grid)):
-        score = score_from_noise(model(x, mu, t), sched, t)
+        score = score_from_noise(model(x, t), sched, t)
         x = reverse_ode_step(x, mu, score, sched, t, s)
         if callback is not None:
             callback(i, steps, x)
@@ -310,8 +313,8 @@ def sample_posterior(
     x: Tensor,
     mu: Tensor,
     sched: MRSDESchedule,
-    steps: int,
-    generator: Noise = None,
+    grid: list[int],
+    noise: NoiseFn,
     callback: StepCallback | None = None,
 ) -> Tensor:
     """Posterior sampling (``IRSDE.reverse_posterior``): x_s ~ p(x_s | x_t, x̂_0) with x̂_0 from ε̂.
@@ -319,17 +322,19 @@ def sample_posterior(
     Exact for any s < t, so it is the natural sampler for fewer steps than T; the last step
     (s = 0) is deterministic and returns x̂_0.
     """
-    grid = timesteps(sched.T, steps)
+    steps = len(grid) - 1
     for i, (t, s) in enumerate(itertools.pairwise(grid)):
-        x0_hat = x0_from_noise(x, mu, model(x, mu, t), sched, t)
+        x0_hat = x0_from_noise(x, mu, model(x, t), sched, t)
         x_next = optimal_reverse_state(x, x0_hat, mu, sched, t, s)
         std = posterior_std(sched, t, s)
-        x = x_next + std * randn_like(x, generator) if std > 0 else x_next
+        x = x_next + std * noise(x) if std > 0 else x_next
         if callback is not None:
             callback(i, steps, x)
     return x
 
 
+#: The family's samplers, one face: ``sampler(model, x_T, μ, schedule, grid, noise, callback)``
+#: with ``model(x, t)`` (μ and conditioning already bound) and ``noise(like)``.
 SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "sde": sample_sde,
     "ode": sample_ode,

@@ -108,7 +108,7 @@ def _measure(
     # One-step warm-up on a small image: the first network calls pay for kernel selection,
     # which is not the per-image cost of a batch (a full-size warm-up would double the time of
     # a 6000×4000 run and tell nothing more).
-    warm_up = SampleOptions(sampler=options.sampler, steps=1, tiler=options.tiler)
+    warm_up = replace(options, steps=1)
     views = restorer.preset.network.views
     small = benchmark_image(min(size[0], 256), min(size[1], 256), views=views)
     restore_image(restorer, small, warm_up, seed=seed, device=device)
@@ -176,7 +176,7 @@ def run_benchmark(
                 size=size[0],
                 height=size[1],
                 tile=tile,
-                tile_batch=options.tiler.batch,
+                tile_batch=options.tiles.batch,
                 steps=options.steps,
                 sampler=options.sampler,
                 seconds=seconds,
@@ -243,16 +243,18 @@ def restore_flops(restorer, size: int, options: SampleOptions, seed: int = 0) ->
     image = benchmark_image(size, views=restorer.preset.network.views)
     lq = torch.from_numpy(image.pixels.transpose(2, 0, 1).copy())[None]
     cond = Conditioning(scalars=(0.0,) * restorer.preset.network.cond_scalars)
-    untiled = replace(options.tiler, tile=0)
+    untiled = replace(options.tiles, tile=0)
 
     def run(steps: int) -> float:
-        opts = replace(options, steps=steps, tiler=untiled)
+        opts = replace(options, steps=steps, tiles=untiled)
         generator = torch.Generator().manual_seed(seed)
         with torch.inference_mode():
-            return count_macs(lambda: restorer.restore(lq, opts, generator, cond=cond))
+            condition = restorer.condition(lq, cond)
+            return count_macs(lambda: restorer.restore(lq, condition, opts, generator))
 
-    one, two = (run(1), run(2)) if restorer.stochastic else (run(1), run(1))
-    per_step = two - one if restorer.stochastic else one
+    stochastic = restorer.sampling is not None
+    one, two = (run(1), run(2)) if stochastic else (run(1), run(1))
+    per_step = two - one if stochastic else one
     return FlopsRow(restorer.preset.name, size, (one - per_step) / 1e9, per_step / 1e9)
 
 

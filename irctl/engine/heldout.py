@@ -257,56 +257,13 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
-@dataclass
-class CompressorRow:
-    photo: str
-    input_psnr: float  # LQ vs GT
-    round_trip_psnr: float  # D(E(LQ), H_LQ) vs LQ: what the compressor loses
-    ceiling_psnr: float  # D(E(GT), H_LQ) vs GT: the best latent diffusion can reach
-
-
-def compressor_rows(
+def model_reports(
     restorer: Restorer, photos: list[HeldoutPhoto], options: SampleOptions, device: torch.device
-) -> list[CompressorRow]:
-    """Latent methods only (those with ``round_trip``): the compressor's own quality on the
-    held-out photos, outputs quantised to 8 bits like every other row."""
-    rows = []
+) -> dict[str, str]:
+    """The model's own extra tables on the held-out photos (:meth:`Restorer.reports`)."""
+    cases = []
     for photo in photos:
         lq = torch.from_numpy(photo.lq.transpose(2, 0, 1).copy())[None].to(device)
         gt = torch.from_numpy((photo.gt / 255.0).astype(np.float32).transpose(2, 0, 1).copy())
-        gt = gt[None].to(device)
-        with torch.inference_mode():
-            trip = restorer.round_trip(lq, options)  # type: ignore[attr-defined]
-            ceiling = restorer.decode_with_skips_of(gt, lq, options)  # type: ignore[attr-defined]
-
-        def as8(x: torch.Tensor) -> np.ndarray:
-            return to_dtype(np.clip(x[0].cpu().numpy().transpose(1, 2, 0), 0.0, 1.0), np.uint8)
-
-        lq8 = as8(lq)
-        rows.append(
-            CompressorRow(
-                photo=photo.name,
-                input_psnr=psnr(lq8, photo.gt, max_value=255),
-                round_trip_psnr=psnr(as8(trip), lq8, max_value=255),
-                ceiling_psnr=psnr(as8(ceiling), photo.gt, max_value=255),
-            )
-        )
-    return rows
-
-
-def compressor_markdown(name: str, rows: list[CompressorRow]) -> str:
-    lines = [
-        f"| {name} compressor | input vs GT (dB) | round trip D(E(LQ), H_LQ) vs LQ (dB) "
-        "| ceiling D(E(GT), H_LQ) vs GT (dB) |",
-        "|---|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.photo} | {r.input_psnr:.2f} | {r.round_trip_psnr:.2f} | {r.ceiling_psnr:.2f} |"
-        )
-    mean = [
-        float(np.mean([getattr(r, k) for r in rows]))
-        for k in ("input_psnr", "round_trip_psnr", "ceiling_psnr")
-    ]
-    lines.append(f"| **mean** | {mean[0]:.2f} | {mean[1]:.2f} | {mean[2]:.2f} |")
-    return "\n".join(lines) + "\n"
+        cases.append((photo.name, lq, gt[None].to(device)))
+    return restorer.reports(cases, options)

@@ -87,6 +87,38 @@ def load_restorer(
     return restorer
 
 
+def resolve_options(
+    restorer: Restorer,
+    *,
+    sampler: str | None = None,
+    steps: int | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    tile_batch: int | None = None,
+) -> SampleOptions:
+    """The run's options: the preset's defaults with the user's overrides, validated once
+    against what the model offers (a one-line ValueError: unknown sampler, steps out of range,
+    a sampler given to a model that runs one forward pass)."""
+    options = SampleOptions.from_preset(
+        restorer.preset,
+        sampler=sampler,
+        steps=steps,
+        tile=tile,
+        overlap=overlap,
+        tile_batch=tile_batch,
+    )
+    if restorer.sampling is not None:
+        restorer.sampling.check(options.sampler, options.steps)
+    return options
+
+
+def describe_sampling(restorer: Restorer, options: SampleOptions, seed: int) -> str:
+    """'sampler posterior, 20 steps, seed 0', or 'single forward pass'."""
+    if restorer.sampling is None:
+        return "single forward pass"
+    return f"sampler {options.sampler}, {options.steps} steps, seed {seed}"
+
+
 def plan_jobs(
     files: list[Path],
     dst: Path,
@@ -157,7 +189,8 @@ def restore_image(
     generator = torch.Generator().manual_seed(seed)
     lq = _to_tensor(image, device)
     with torch.inference_mode():
-        restored = restorer.restore(lq, options, generator, cond=cond, callback=callback)
+        condition = restorer.condition(lq, cond if cond is not None else Conditioning())
+        restored = restorer.restore(lq, condition, options, generator, callback)
     return _to_pixels(restored, image)
 
 

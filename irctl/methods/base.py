@@ -1,20 +1,23 @@
 """The Restorer protocol: everything method-specific lives behind it (DESIGN.md).
 
-engine/ and cli/ only ever talk to a Restorer, so adding a method never touches them.
+engine/ and cli/ only ever talk to a Restorer, so adding a method never touches them. A
+Restorer declares what it can be asked (its samplers and their step range, its training
+stages); the engine validates a run's options against that once, computes each image's global
+conditioning once with :meth:`Restorer.condition`, and calls :meth:`Restorer.restore`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from irctl.config import Preset
+from irctl.config import Preset, SamplerConfig
 from irctl.data.batch import Batch
-from irctl.engine.tiling import Tiler
+from irctl.tiling import TileSettings
 
 #: Progress of one restore: (steps done, total steps).
 ProgressFn = Callable[[int, int], None]
@@ -22,7 +25,8 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Conditioning:
-    """Task-specific inputs beyond the LQ image, built per image by io/ from files and flags.
+    """Task-specific inputs beyond the LQ image, built per image by the task from files and
+    flags (in the reader threads).
 
     ``scalars``: global numbers the network is conditioned on (bokeh: the source and target lens
     codes, see irctl/data/lenses.py); empty for tasks that need none (denoising, dehazing)."""
@@ -37,12 +41,30 @@ class Conditioning:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """What a diffusion Restorer offers: its samplers, the steps they allow (1..max_steps),
+    and the runs ``irctl compare`` makes by default (sampler, steps)."""
+
+    samplers: tuple[str, ...]
+    max_steps: int
+    comparison: tuple[tuple[str, int], ...] = ()
+
+    def check(self, sampler: str, steps: int) -> None:
+        """A one-line ValueError for the user if (sampler, steps) cannot run on this model."""
+        if sampler not in self.samplers:
+            raise ValueError(f"unknown sampler {sampler!r}; choose {', '.join(self.samplers)}")
+        if not 1 <= steps <= self.max_steps:
+            raise ValueError(f"--steps must be between 1 and T={self.max_steps}, got {steps}")
+
+
+@dataclass(frozen=True)
 class SampleOptions:
-    """How to run the reverse process for one image."""
+    """How to run the model for one run: sampler and steps (diffusion methods) and the user's
+    tile settings in image pixels (each method turns them into its networks' tilers)."""
 
     sampler: str = "sde"
     steps: int = 100
-    tiler: Tiler = field(default_factory=Tiler)
+    tiles: TileSettings = field(default_factory=TileSettings)
 
     @classmethod
     def from_preset(
@@ -55,19 +77,17 @@ class SampleOptions:
         overlap: int | None = None,
         tile_batch: int | None = None,
     ) -> SampleOptions:
-        """The preset's sampler defaults, each overridable (None keeps the preset's). Tiles are
-        aligned to the network's padding multiple, 2^levels."""
-        cfg = preset.sampler
+        """The preset's ``[sampler]`` defaults, each overridable (None keeps the preset's)."""
+        cfg: SamplerConfig = preset.sampler
         tile = cfg.tile if tile is None else tile
         overlap = cfg.tile_overlap if overlap is None else overlap
         return cls(
             sampler=sampler or cfg.name,
             steps=steps or cfg.steps,
-            tiler=Tiler(
+            tiles=TileSettings(
                 tile=tile,
                 overlap=min(overlap, max(tile - 1, 0)),
                 batch=tile_batch or cfg.tile_batch,
-                align=2 ** len(preset.network.enc_blocks),
             ),
         )
 
@@ -75,7 +95,9 @@ class SampleOptions:
 class Restorer(Protocol):
     preset: Preset
     stages: list[str]  # training stages in order, e.g. ["compressor", "diffusion"]
-    stochastic: bool  # restore() runs a diffusion sampler: sampler, steps and seed matter
+    #: the samplers a diffusion method offers; None: one forward pass (sampler, steps and seed
+    #: do not apply)
+    sampling: Sampling | None
 
     def modules(self) -> dict[str, nn.Module]:
         """What a checkpoint holds, by name."""
@@ -85,8 +107,10 @@ class Restorer(Protocol):
         """The modules one training stage optimises (the others stay frozen)."""
         ...
 
-    def check_options(self, options: SampleOptions) -> None:
-        """Raise ValueError (one line, for the user) if ``options`` cannot run on this model."""
+    def carried_over(self, stage: str) -> dict[str, str]:
+        """Which modules stage ``stage`` starts from, by name in the previous stage's checkpoint
+        (``{"teacher": "net"}``: a frozen copy of the earlier ``net``). Every other module
+        starts from the previous stage's module of the same name."""
         ...
 
     def loss(
@@ -95,14 +119,41 @@ class Restorer(Protocol):
         """One training step's loss for ``stage`` (None: the last) and the scalars to log."""
         ...
 
+    def condition(self, lq: Tensor, cond: Conditioning) -> Any:
+        """The image's global conditioning, computed once per image on the whole image (never
+        per tile); :meth:`restore` hands it to every tile. A one-line ValueError if the image
+        came without what the model needs (a bokeh model: its lenses)."""
+        ...
+
     def restore(
         self,
         lq: Tensor,
+        condition: Any,
         options: SampleOptions,
         generator: torch.Generator | None,
-        cond: Conditioning | None = None,
         callback: ProgressFn | None = None,
     ) -> Tensor:
-        """Restore a batch of LQ images (NCHW, [0,1]); the result is not clamped.
-        ``callback(done, total)`` reports sampler steps."""
+        """Restore a batch of LQ images (NCHW, [0,1]) given :meth:`condition`'s result; the
+        result is not clamped. ``callback(done, total)`` reports sampler steps."""
         ...
+
+    def reports(
+        self, cases: list[tuple[str, Tensor, Tensor]], options: SampleOptions
+    ) -> dict[str, str]:
+        """Extra Markdown tables for ``irctl compare`` from held-out (name, LQ, GT) cases, by
+        file stem (latent Refusion: what its compressor keeps); usually none."""
+        ...
+
+
+class RestorerBase:
+    """Defaults of the protocol's optional parts, for methods to inherit."""
+
+    stages: list[str]
+
+    def carried_over(self, stage: str) -> dict[str, str]:
+        return {}
+
+    def reports(
+        self, cases: list[tuple[str, Tensor, Tensor]], options: SampleOptions
+    ) -> dict[str, str]:
+        return {}

@@ -22,14 +22,14 @@ from torch import Tensor, nn
 from irctl.config import Preset
 from irctl.data.batch import Batch
 from irctl.diffusion import mrsde
-from irctl.engine.tiling import Tiler
-from irctl.methods.base import Conditioning, ProgressFn, SampleOptions
+from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions
 from irctl.methods.refusion import (
-    bind_condition,
-    check_sampler_options,
+    bind_noise_model,
     condition_tensor,
     matching_loss,
+    mrsde_sampling,
     nafnet_config,
+    noise_net_roles,
     sample_reverse,
 )
 from irctl.nets.nafnet import ConditionalNAFNet
@@ -39,6 +39,7 @@ from irctl.nets.unet_latent import (
     latent_replacing_loss,
     pad_to_multiple,
 )
+from irctl.tiling import SPATIAL, Spatial, Tiler
 
 
 def compressor_config(preset: Preset) -> CompressorConfig:
@@ -52,14 +53,14 @@ def compressor_config(preset: Preset) -> CompressorConfig:
     )
 
 
-class LatentRefusionRestorer:
-    stochastic: ClassVar[bool] = True
+class LatentRefusionRestorer(RestorerBase):
     stages: ClassVar[list[str]] = ["compressor", "diffusion"]
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
         d = preset.diffusion
         self.schedule = mrsde.make_schedule(d.T, d.max_sigma, d.schedule, d.eps)
+        self.sampling = mrsde_sampling(self.schedule)
         self.compressor = UNetCompressor(compressor_config(preset))
         self.net = ConditionalNAFNet(nafnet_config(preset, channels=preset.latent.latent_channels))
 
@@ -88,26 +89,20 @@ class LatentRefusionRestorer:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         return matching_loss(self.net, self.schedule, x0, mu, t, noise, batch.cond)
 
-    def check_options(self, options: SampleOptions) -> None:
-        check_sampler_options(self.schedule, options)
-
     def tilers(self, options: SampleOptions) -> tuple[Tiler, Tiler]:
-        """(compressor tiler, latent-network tiler), both on the latent grid: ``--tile`` and
-        ``--tile-overlap`` are image pixels, divided by the downscale factor. Compressor tiles
-        are whole multiples of its padding multiple (2 latent pixels), the network's of its own
-        (2^levels), so no tile pads inside the image."""
-        f, user = self.factor, options.tiler
-        tile = -(-user.tile // f) if user.tile else 0
-        overlap = min(user.overlap // f, max(tile - 1, 0))
-        net_align = 2 ** len(self.preset.network.enc_blocks)
+        """(compressor tiler, latent-network tiler), both on the latent grid (``--tile`` and
+        ``--tile-overlap`` are image pixels). Compressor tiles are whole multiples of its
+        padding multiple (in latent pixels), the network's of its own, so no tile pads inside
+        the image."""
+        f = self.factor
         return (
-            Tiler(tile=tile, overlap=overlap, batch=user.batch, align=2),
-            Tiler(tile=tile, overlap=overlap, batch=user.batch, align=net_align),
+            options.tiles.on_grid(factor=f, align=self.compressor.config.multiple // f),
+            options.tiles.on_grid(factor=f, align=self.net.multiple),
         )
 
     def encode(self, lq: Tensor, tiler: Tiler) -> Tensor:
         """E(LQ) for an image already padded to the compressor's multiple, tiled."""
-        return tiler.wrap(lambda x: self.compressor.encode(x)[0], grid=self.factor)(lq)
+        return tiler.wrap(lambda x: self.compressor.encode(x)[0], Spatial(self.factor))(lq)
 
     def decode(self, z: Tensor, lq: Tensor, tiler: Tiler) -> Tensor:
         """D(z, H_LQ), tiled: each tile's skips are recomputed from its LQ pixels."""
@@ -115,7 +110,7 @@ class LatentRefusionRestorer:
         def decode_tile(z_tile: Tensor, lq_tile: Tensor) -> Tensor:
             return self.compressor.decode(z_tile, self.compressor.encode(lq_tile)[1])
 
-        return tiler.wrap(decode_tile)(z, lq)
+        return tiler.wrap(decode_tile, SPATIAL, Spatial(self.factor))(z, lq)
 
     @torch.no_grad()
     def round_trip(self, image: Tensor, options: SampleOptions) -> Tensor:
@@ -133,21 +128,34 @@ class LatentRefusionRestorer:
         z = self.encode(pad_to_multiple(image, multiple), compressor_tiler)
         return self.decode(z, padded_lq, compressor_tiler)[..., :h, :w]
 
+    def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
+        return condition_tensor(self.preset, cond, lq.shape[0], lq.device)
+
     @torch.no_grad()
     def restore(
         self,
         lq: Tensor,
+        condition: Tensor | None,
         options: SampleOptions,
         generator: torch.Generator | None,
-        cond: Conditioning | None = None,
         callback: ProgressFn | None = None,
     ) -> Tensor:
-        self.check_options(options)
-        c = condition_tensor(self.preset, cond, lq.shape[0], lq.device)
         h, w = lq.shape[-2:]
         padded = pad_to_multiple(lq, self.compressor.config.multiple)
         compressor_tiler, net_tiler = self.tilers(options)
         mu = self.encode(padded, compressor_tiler)
-        net = bind_condition(net_tiler.wrap(self.net), c)
-        z0 = sample_reverse(net, mu, self.schedule, options, generator, callback)
+        tiled = net_tiler.wrap(self.net, *noise_net_roles(condition))
+        model = bind_noise_model(tiled, mu, condition)
+        noise = mrsde.gaussian_noise(generator)
+        z0 = sample_reverse(model, mu, self.schedule, options, noise, callback)
         return self.decode(z0, padded, compressor_tiler)[..., :h, :w]
+
+    def reports(
+        self, cases: list[tuple[str, Tensor, Tensor]], options: SampleOptions
+    ) -> dict[str, str]:
+        """The compressor's own quality on the held-out cases (paper §4.1): round trip and
+        the ceiling of latent diffusion."""
+        from irctl.methods.compressor_report import compressor_markdown, compressor_rows
+
+        rows = compressor_rows(self, cases, options)
+        return {f"compressor-{self.preset.name}": compressor_markdown(self.preset.name, rows)}

@@ -14,9 +14,10 @@ from irctl.config import Preset
 from irctl.data.batch import Batch
 from irctl.data.resize import upscale
 from irctl.diffusion import mrsde
-from irctl.methods.base import Conditioning, ProgressFn, SampleOptions
+from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions, Sampling
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
 from irctl.nets.stereo import StereoConditionalNAFNet
+from irctl.tiling import PER_IMAGE, SHARED, SPATIAL
 
 
 def nafnet_config(preset: Preset, channels: int = 3) -> NAFNetConfig:
@@ -66,10 +67,9 @@ def mean_state(preset: Preset, lq: Tensor) -> Tensor:
     return lq if factor == 1 else upscale(lq, factor)
 
 
-def view_generators(
-    generator: torch.Generator, lq: Tensor, views: int
-) -> tuple[torch.Generator, ...]:
-    """One noise generator per view, seeded by the run's seed and by the view's own pixels.
+def view_noise(generator: torch.Generator, lq: Tensor, views: int) -> mrsde.NoiseFn:
+    """Noise for L‖R states, each view's channels drawn from its own generator, seeded by the
+    run's seed and by the view's own pixels.
 
     A stereo sampler drawing one noise tensor for L‖R would give the left *position* the same
     noise whichever image sits there, so restoring (R, L) would not give the swap of (L, R).
@@ -82,25 +82,46 @@ def view_generators(
         digest = hashlib.sha256(view.float().cpu().contiguous().numpy().tobytes()).digest()
         view_seed = (seed ^ int.from_bytes(digest[:8], "little")) % 2**63
         generators.append(torch.Generator(device=generator.device).manual_seed(view_seed))
-    return tuple(generators)
+    sources = [mrsde.gaussian_noise(g) for g in generators]
+
+    def noise(x: Tensor) -> Tensor:
+        parts = x.chunk(views, dim=1)
+        return torch.cat([draw(part) for draw, part in zip(sources, parts, strict=True)], dim=1)
+
+    return noise
 
 
-def bind_condition(net: Callable[..., Tensor], cond: Tensor | None) -> Callable[..., Tensor]:
-    """``net(*args)`` → ``net(*args, cond)`` when there is a condition (passed through tiling)."""
+def bind_noise_model(
+    net: Callable[..., Tensor], mu: Tensor, cond: Tensor | None
+) -> mrsde.NoiseModel:
+    """The sampler's ``model(x, t)``: the (tiled) noise network ``net(x_t, μ, t[, cond])`` with
+    μ and the image's global conditioning bound."""
     if cond is None:
-        return net
-    return lambda *args: net(*args, cond)
+        return lambda x, t: net(x, mu, t)
+    return lambda x, t: net(x, mu, t, cond)
 
 
-class RefusionRestorer:
-    #: Whether restore() runs a sampler (so sampler/steps/seed matter).
-    stochastic: ClassVar[bool] = True
+def noise_net_roles(cond: Tensor | None) -> tuple:
+    """Tiling roles of the noise network's arguments (x_t, μ, t[, cond])."""
+    return (SPATIAL, SPATIAL, SHARED) + ((PER_IMAGE,) if cond is not None else ())
+
+
+def mrsde_sampling(schedule: mrsde.MRSDESchedule) -> Sampling:
+    """The MR-SDE family's samplers, 1..T steps; compare runs the paper's SDE at T steps and
+    the posterior sampler at T and at 20 steps."""
+    T = schedule.T
+    comparison = tuple(dict.fromkeys([("sde", T), ("posterior", T), ("posterior", min(20, T))]))
+    return Sampling(samplers=tuple(mrsde.SAMPLERS), max_steps=T, comparison=comparison)
+
+
+class RefusionRestorer(RestorerBase):
     stages: ClassVar[list[str]] = ["diffusion"]
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
         d = preset.diffusion
         self.schedule = mrsde.make_schedule(d.T, d.max_sigma, d.schedule, d.eps)
+        self.sampling = mrsde_sampling(self.schedule)
         self.net = noise_network(preset)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -120,34 +141,28 @@ class RefusionRestorer:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         return matching_loss(self.net, self.schedule, x0, mu, t, noise, batch.cond)
 
-    def check_options(self, options: SampleOptions) -> None:
-        check_sampler_options(self.schedule, options)
+    def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
+        return condition_tensor(self.preset, cond, lq.shape[0], lq.device)
 
     @torch.no_grad()
     def restore(
         self,
         lq: Tensor,
+        condition: Tensor | None,
         options: SampleOptions,
         generator: torch.Generator | None,
-        cond: Conditioning | None = None,
         callback: ProgressFn | None = None,
     ) -> Tensor:
-        self.check_options(options)
-        c = condition_tensor(self.preset, cond, lq.shape[0], lq.device)
-        net = bind_condition(options.tiler.wrap(self.net), c)
+        tiler = options.tiles.on_grid(align=self.net.multiple)
         mu = mean_state(self.preset, lq)
+        tiled = tiler.wrap(self.net, *noise_net_roles(condition))
+        model = bind_noise_model(tiled, mu, condition)
         views = self.preset.network.views
-        noise: mrsde.Noise = generator
         if views > 1 and generator is not None:
-            noise = view_generators(generator, lq, views)
-        return sample_reverse(net, mu, self.schedule, options, noise, callback)
-
-
-def check_sampler_options(sched: mrsde.MRSDESchedule, options: SampleOptions) -> None:
-    if options.sampler not in mrsde.SAMPLERS:
-        raise ValueError(f"unknown sampler {options.sampler!r}; choose {', '.join(mrsde.SAMPLERS)}")
-    if not 1 <= options.steps <= sched.T:
-        raise ValueError(f"--steps must be between 1 and T={sched.T}, got {options.steps}")
+            noise = view_noise(generator, lq, views)
+        else:
+            noise = mrsde.gaussian_noise(generator)
+        return sample_reverse(model, mu, self.schedule, options, noise, callback)
 
 
 def matching_loss(
@@ -174,15 +189,16 @@ def matching_loss(
 
 
 def sample_reverse(
-    net: Callable[..., Tensor],
+    model: mrsde.NoiseModel,
     mu: Tensor,
     sched: mrsde.MRSDESchedule,
     options: SampleOptions,
-    generator: mrsde.Noise,
+    noise: mrsde.NoiseFn,
     callback: ProgressFn | None,
 ) -> Tensor:
     """Run the chosen reverse sampler from x_T = μ + λz (pixel or latent space alike)."""
     sampler = mrsde.SAMPLERS[options.sampler]
-    x_T = mrsde.terminal_sample(mu, sched, mrsde.randn_like(mu, generator))
+    x_T = mrsde.terminal_sample(mu, sched, noise(mu))
+    grid = mrsde.timesteps(sched.T, options.steps)
     step_callback = (lambda i, n, _x: callback(i + 1, n)) if callback else None
-    return sampler(net, x_T, mu, sched, options.steps, generator, step_callback)
+    return sampler(model, x_T, mu, sched, grid, noise, step_callback)

@@ -9,10 +9,11 @@ from torch import Tensor, nn
 
 from irctl.config import Preset
 from irctl.data.batch import Batch
-from irctl.methods.base import Conditioning, ProgressFn, SampleOptions
-from irctl.methods.refusion import bind_condition, condition_tensor, nafnet_config
+from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions
+from irctl.methods.refusion import condition_tensor, nafnet_config
 from irctl.nets.nafnet import NAFNet
 from irctl.nets.stereo import NAFSSR, StereoNAFNet
+from irctl.tiling import PER_IMAGE, SPATIAL
 
 
 def regression_network(preset: Preset) -> nn.Module:
@@ -29,10 +30,9 @@ def regression_network(preset: Preset) -> nn.Module:
     return StereoNAFNet(cfg, tied=n.tied_views) if n.views == 2 else NAFNet(cfg)
 
 
-class RegressionRestorer:
-    #: Whether restore() runs a sampler (so sampler/steps/seed matter).
-    stochastic: ClassVar[bool] = False
+class RegressionRestorer(RestorerBase):
     stages: ClassVar[list[str]] = ["regression"]
+    sampling = None  # one forward pass: no sampler, steps or seed
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
@@ -50,20 +50,23 @@ class RegressionRestorer:
         loss = (self.net(batch.lq, batch.cond) - batch.gt).abs().mean()
         return loss, {"loss": float(loss.detach())}
 
-    def check_options(self, options: SampleOptions) -> None:
-        """A single forward pass: sampler, steps and seed do not apply."""
+    def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
+        return condition_tensor(self.preset, cond, lq.shape[0], lq.device)
 
     @torch.no_grad()
     def restore(
         self,
         lq: Tensor,
+        condition: Tensor | None,
         options: SampleOptions,
         generator: torch.Generator | None,
-        cond: Conditioning | None = None,
         callback: ProgressFn | None = None,
     ) -> Tensor:
-        c = condition_tensor(self.preset, cond, lq.shape[0], lq.device)
-        restored = bind_condition(options.tiler.wrap(self.net), c)(lq)
+        tiler = options.tiles.on_grid(align=self.net.multiple)
+        if condition is None:
+            restored = tiler.wrap(self.net, SPATIAL)(lq)
+        else:
+            restored = tiler.wrap(self.net, SPATIAL, PER_IMAGE)(lq, condition)
         if callback is not None:
             callback(1, 1)
         return restored

@@ -166,9 +166,11 @@ class _UNetBody(nn.Module):
 
 
 def _per_sample(emb: Tensor, n: int) -> Tensor:
-    """Embeddings for n inputs: the tiler stacks the tiles of each image batch tile-major, so a
-    per-image embedding repeats whole for every tile."""
-    return emb if emb.shape[0] == n else emb.repeat(n // emb.shape[0], 1)
+    """An embedding with one row per input: the tiler hands every tile its image's row, so a
+    mismatch is a caller's error, never silently repeated."""
+    if emb.shape[0] != n:
+        raise ValueError(f"{emb.shape[0]} conditioning rows for a batch of {n}")
+    return emb
 
 
 class _CondEmbedding(nn.Module):
@@ -198,6 +200,11 @@ class NAFNet(nn.Module):
         self.cond = _CondEmbedding(cfg)
         self.body = _UNetBody(cfg, cfg.channels, time_dim=None, cond_dim=self.cond.out_dim)
 
+    @property
+    def multiple(self) -> int:
+        """Inputs are zero-padded to a multiple of this; tiles are aligned to it."""
+        return self.body.multiple
+
     def forward(self, lq: Tensor, cond: Tensor | None = None) -> Tensor:
         return lq + self.body(lq, None, self.cond(cond, lq.shape[0]))
 
@@ -212,6 +219,11 @@ class ConditionalNAFNet(nn.Module):
         self.body = _UNetBody(
             cfg, 2 * cfg.channels, time_dim=self.time_embedding.out_dim, cond_dim=self.cond.out_dim
         )
+
+    @property
+    def multiple(self) -> int:
+        """Inputs are zero-padded to a multiple of this; tiles are aligned to it."""
+        return self.body.multiple
 
     def forward(
         self, x_t: Tensor, mu: Tensor, t: Tensor | int, cond: Tensor | None = None

@@ -20,10 +20,10 @@ the 2N stacked views; nothing of it is duplicated here. The cost of this choice 
 state-dict layout: a block's weights live at ``….<i>.block.*`` and its SCAM at ``….<i>.fusion.*``
 (the mono net has ``….<i>.*``), so warm-starting from a mono checkpoint needs a key remap.
 
-Time, conditioning scalars and tiles: the mono nets map a per-image embedding onto their batch
-with ``_per_sample``, which repeats it whole. On the stacked 2N batch [L_0..L_{N−1}, R_0..R_{N−1}]
-that repetition is exactly the official ``torch.cat([time, time])`` duplication, and it stays
-right for the tiler's tile-major batches, so t and ``cond`` are passed through as given.
+Time and conditioning scalars: the views run stacked as the 2N batch [L_0..L_{N−1}, R_0..R_{N−1}],
+so a per-image t or ``cond`` of N rows is duplicated as [t; t], the official
+``torch.cat([time, time])`` (:func:`both_views`). The tiler hands the network one row per tile
+already, so this is the only repetition.
 
 Zero padding added for the multiple-of-2^levels constraint takes part in the (mask-free)
 attention, as in the official code.
@@ -186,6 +186,14 @@ def add_scam(
             blocks[i] = StereoBlock(block, downscale, antialias, tied)
 
 
+def both_views(x: Tensor | int | None) -> Tensor | int | None:
+    """A per-image t or conditioning (N rows) for the stacked 2N views: [x; x]. Ints, 0-d
+    tensors and None apply to every view as they are."""
+    if isinstance(x, Tensor) and x.ndim >= 1:
+        return torch.cat([x, x], dim=0)
+    return x
+
+
 def views_to_batch(x: Tensor, channels: int) -> Tensor:
     """N×2C×H×W (L‖R) → 2N×C×H×W stacked as [L_0..L_{N−1}, R_0..R_{N−1}]."""
     if x.ndim != 4 or x.shape[1] != 2 * channels:
@@ -224,7 +232,8 @@ class StereoNAFNet(_StereoBody, NAFNet):
     SCAM; ``scam_downscale=1`` gives the full-resolution module here)."""
 
     def forward(self, lq: Tensor, cond: Tensor | None = None) -> Tensor:
-        return batch_to_views(super().forward(views_to_batch(lq, self.channels), cond))
+        stacked = views_to_batch(lq, self.channels)
+        return batch_to_views(super().forward(stacked, both_views(cond)))
 
 
 class StereoConditionalNAFNet(_StereoBody, ConditionalNAFNet):
@@ -240,9 +249,8 @@ class StereoConditionalNAFNet(_StereoBody, ConditionalNAFNet):
         if x_t.shape != mu.shape:
             raise ValueError(f"x_t and mu differ in shape: {x_t.shape} vs {mu.shape}")
         c = self.channels
-        # The mono forward sees batch 2N; its _per_sample repeats the (N,) time/cond embeddings
-        # whole, which is the official [t; t] duplication for the stacked [L…, R…] batch.
-        eps = super().forward(views_to_batch(x_t, c), views_to_batch(mu, c), t, cond)
+        stacked_x, stacked_mu = views_to_batch(x_t, c), views_to_batch(mu, c)
+        eps = super().forward(stacked_x, stacked_mu, both_views(t), both_views(cond))
         return batch_to_views(eps)
 
 
@@ -273,6 +281,9 @@ class NAFSSR(nn.Module):
         self.up = nn.Sequential(
             nn.Conv2d(width, channels * upscale**2, 3, padding=1), nn.PixelShuffle(upscale)
         )
+
+    #: no downsampling, no padding: tiles need no alignment
+    multiple = 1
 
     def forward(self, lq: Tensor, cond: Tensor | None = None) -> Tensor:
         if cond is not None:
