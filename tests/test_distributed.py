@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import TINY_OVERRIDES
 
 from irctl.engine.checkpoint import load_checkpoint
@@ -35,6 +36,7 @@ def _torchrun(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_two_rank_training_keeps_replicas_in_sync(tmp_path: Path) -> None:
     sets = [
         a for o in [*TINY_OVERRIDES, "train.batch=4", "train.val_every=3"] for a in ("--set", o)
@@ -50,6 +52,7 @@ def test_two_rank_training_keeps_replicas_in_sync(tmp_path: Path) -> None:
     assert result.stderr.count("done at step 3") == 1  # only rank 0 talks
 
 
+@pytest.mark.slow
 def test_two_rank_restore_shards_the_files(tiny_weights: Path, tmp_path: Path, photo_crops) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     for i in range(5):

@@ -218,7 +218,7 @@ def test_lens_options_on_a_model_without_lenses_are_a_usage_error(latent_weights
             "Sony50mmf16.0BS",
         ],
     )
-    assert result.exit_code == 2 and "takes no lens" in result.stderr
+    assert result.exit_code == 2 and "takes no --src-lens" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -138,6 +138,7 @@ def test_pickle_weights_are_refused(tmp_path, src_folder: Path):
     assert "pickle" in result.stderr and "safetensors" in result.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_resume(tiny_weights: Path, tmp_path, photo_crops):
     src = tmp_path / "src"
     n = 8

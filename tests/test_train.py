@@ -127,6 +127,7 @@ def test_resume_is_bit_exact_regression(tmp_path):
     _assert_same_files(a, b)
 
 
+@pytest.mark.slow
 def test_regression_training_reduces_validation_loss(tmp_path):
     preset = apply_overrides(
         load_preset("denoise-regression-tiny"),

@@ -21,7 +21,7 @@ from irctl.diffusion.mrsde import gaussian_noise
 from irctl.engine.heldout import heldout_photos
 from irctl.engine.restore import load_restorer
 from irctl.io.images import to_dtype
-from irctl.methods.base import Conditioning, SampleOptions
+from irctl.methods.base import SampleOptions
 from irctl.methods.refusion import bind_noise_model, sample_reverse
 from irctl.metrics.fidelity import psnr
 from irctl.nets.unet_latent import pad_to_multiple
@@ -63,7 +63,7 @@ def main() -> None:
         )
         mu, skips = compressor.encode(lq)
         x0, _ = compressor.encode(gt)
-        cond = restorer.condition(lq, Conditioning(scalars=photo.cond))
+        cond = restorer.condition(lq, photo.cond)
         model = bind_noise_model(restorer.net, mu, cond)
         generator = torch.Generator().manual_seed(args.seed)
         noise_fn = gaussian_noise(generator)

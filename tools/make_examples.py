@@ -47,8 +47,8 @@ def main() -> None:
         for photo in heldout_photos(preset):
             for file_name, pixels in view_files(photo.name, photo.lq).items():
                 write_image(out / file_name, np.clip(pixels, 0.0, 1.0), dtype=np.uint8)
-            if photo.cond:
-                rows.append((f"{photo.name}.png", *(lens_name(c) for c in photo.cond)))
+            if photo.cond.scalars:
+                rows.append((f"{photo.name}.png", *(lens_name(c) for c in photo.cond.scalars)))
         if rows:
             with (out / "lenses.csv").open("w", newline="") as fh:
                 writer = csv.writer(fh)

@@ -19,10 +19,10 @@ from irctl.engine.heldout import (
     markdown_table,
     model_method,
     run_heldout,
-    upscaled_input,
 )
 from irctl.engine.restore import load_restorer
 from irctl.methods.base import Conditioning, SampleOptions
+from irctl.tasks import get_task
 
 
 def main() -> None:
@@ -33,10 +33,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     restorer = load_restorer(weights=None, preset=args.preset, task=None, device=device)
-    if restorer.preset.network.views != 2:
+    if restorer.preset.task != "stereo-sr":
         parser.error(f"{args.preset} is not a stereo model")
-    factor = restorer.preset.network.upscale
-    bicubic = f"bicubic ×{factor}"
+    task = get_task(restorer.preset.task)
+    bicubic, upscaled_input = task.input_row(restorer.preset.degradation)
     run = model_method(restorer, SampleOptions.from_preset(restorer.preset), 0, device)
 
     def alone(lq: np.ndarray, cond: Conditioning) -> np.ndarray:
@@ -49,7 +49,7 @@ def main() -> None:
         heldout_photos(restorer.preset),
         {f"{args.preset}, both views": run, f"{args.preset}, each view twice": alone},
         input_label=bicubic,
-        input_fn=upscaled_input(factor),
+        input_fn=upscaled_input,
     )
     print(markdown_table(rows, baseline=bicubic))
 

@@ -48,7 +48,6 @@ def compare(
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.heldout import (
-        TASK_METRICS,
         classical_method,
         heldout_photos,
         heldout_setting,
@@ -56,11 +55,11 @@ def compare(
         model_method,
         model_reports,
         run_heldout,
-        upscaled_input,
     )
     from irctl.engine.restore import load_restorer, resolve_options
-    from irctl.methods.classical import CLASSICAL, CLASSICAL_FOR_TASK
+    from irctl.methods.classical import CLASSICAL
     from irctl.metrics.report import write_per_image_csv
+    from irctl.tasks import get_task
 
     console = stderr_console()
     try:
@@ -86,11 +85,12 @@ def compare(
     if not restorers:
         console.print(f"error: no model with weights for task {task!r}", markup=False)
         raise typer.Exit(EXIT_USAGE)
+    task_spec = get_task(restorers[0].preset.task)
     classical_list = (
         [c.strip() for c in classical.split(",") if c.strip()]
         if classical is not None
-        else [CLASSICAL_FOR_TASK[task]]
-        if task in CLASSICAL_FOR_TASK
+        else [task_spec.classical]
+        if task_spec.classical
         else []
     )
     unknown = [c for c in classical_list if c not in CLASSICAL]
@@ -135,7 +135,7 @@ def compare(
         f"held-out photos {', '.join(p.name for p in photos)}; degradation {reference.degradation}"
     )
 
-    task_metrics = TASK_METRICS.get(reference.task, {})
+    task_metrics = task_spec.metrics
 
     def on_row(row) -> None:
         extras = "".join(f"{task_metrics[k]} {v:6.2f}  " for k, v in row.extra.items())
@@ -145,9 +145,7 @@ def compare(
             markup=False,
         )
 
-    factor = reference.network.upscale
-    # An SR input is smaller than its ground truth: its row is the bicubic upsampling.
-    input_label = "input" if factor == 1 else f"bicubic ×{factor}"
+    input_label, input_fn = task_spec.input_row(reference.degradation)
     rows = run_heldout(
         photos,
         methods,
@@ -155,7 +153,7 @@ def compare(
         on_row=on_row,
         extra_metrics=tuple(task_metrics),
         input_label=input_label,
-        input_fn=None if factor == 1 else upscaled_input(factor),
+        input_fn=input_fn,
     )
     table = markdown_table(rows, baseline=input_label, headers=task_metrics)
     out.mkdir(parents=True, exist_ok=True)

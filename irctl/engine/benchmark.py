@@ -32,6 +32,8 @@ from irctl.engine.restore import load_restorer, restore_image
 from irctl.io.images import Image
 from irctl.methods.base import SampleOptions
 from irctl.metrics.fidelity import psnr
+from irctl.tasks import get_task
+from irctl.tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -76,22 +78,20 @@ def size_label(width: int, height: int) -> str:
 
 
 def benchmark_image(
-    width: int, height: int | None = None, photo: str = "chelsea", views: int = 1
+    width: int, height: int | None = None, photo: str = "chelsea", task: Task | None = None
 ) -> Image:
     """A held-out photo resized to width×height: real image content, as 8-bit input. Resized as
-    8 bits with PIL, so a 6000×4000 test image costs its float32 pixels and nothing more. For a
-    stereo model (``views`` = 2) the right view is the photo shifted by 2% of its width (a
-    constant disparity): L‖R on the channel axis, as the model takes them; the size is each
-    view's (an SR model's input size)."""
+    8 bits with PIL, so a 6000×4000 test image costs its float32 pixels and nothing more. The
+    task makes the model's input of it (stereo: L‖R views with a constant disparity; the size
+    is each view's, an SR model's input size)."""
     from PIL import Image as PILImage
 
     height = height or width
     photo8 = (load_photo(photo) * 255.0 + 0.5).astype(np.uint8)
     resized = PILImage.fromarray(photo8).resize((width, height), PILImage.Resampling.BILINEAR)
     pixels = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
-    if views == 2:
-        right = np.roll(pixels, -max(1, width // 50), axis=1)
-        pixels = np.concatenate([pixels, right], axis=2)
+    if task is not None:
+        pixels = task.benchmark_input(pixels)
     return Image(pixels=pixels, alpha=None, dtype=np.dtype(np.uint8))
 
 
@@ -109,15 +109,16 @@ def _measure(
     # which is not the per-image cost of a batch (a full-size warm-up would double the time of
     # a 6000×4000 run and tell nothing more).
     warm_up = replace(options, steps=1)
-    views = restorer.preset.network.views
-    small = benchmark_image(min(size[0], 256), min(size[1], 256), views=views)
-    restore_image(restorer, small, warm_up, seed=seed, device=device)
-    image = benchmark_image(*size, views=views)
+    task = get_task(restorer.preset.task)
+    cond = task.neutral_conditioning(restorer.preset)
+    small = benchmark_image(min(size[0], 256), min(size[1], 256), task=task)
+    restore_image(restorer, small, warm_up, seed=seed, device=device, cond=cond)
+    image = benchmark_image(*size, task=task)
     reset_peak_memory(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     tic = time.perf_counter()
-    out = restore_image(restorer, image, options, seed=seed, device=device)
+    out = restore_image(restorer, image, options, seed=seed, device=device, cond=cond)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return out, time.perf_counter() - tic, peak_memory_bytes(device)
@@ -238,11 +239,10 @@ def count_macs(fn: Callable[[], object]) -> float:
 def restore_flops(restorer, size: int, options: SampleOptions, seed: int = 0) -> FlopsRow:
     """Per-image and per-step GMACs of ``restore`` on a size×size image, untiled (the paper's
     Table 4 convention: 256²)."""
-    from irctl.methods.base import Conditioning
-
-    image = benchmark_image(size, views=restorer.preset.network.views)
+    task = get_task(restorer.preset.task)
+    image = benchmark_image(size, task=task)
     lq = torch.from_numpy(image.pixels.transpose(2, 0, 1).copy())[None]
-    cond = Conditioning(scalars=(0.0,) * restorer.preset.network.cond_scalars)
+    cond = task.neutral_conditioning(restorer.preset)
     untiled = replace(options.tiles, tile=0)
 
     def run(steps: int) -> float:

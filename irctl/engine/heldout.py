@@ -37,7 +37,9 @@ class HeldoutPhoto:
     name: str
     gt: np.ndarray  # uint8 HxWx3 (stereo: HxWx6)
     lq: np.ndarray  # float32 hxwx3 (or 6), on the 8-bit grid when the degradation quantises
-    cond: tuple[float, ...] = ()  # the conditioning scalars the pair was made with (bokeh lenses)
+    cond: Conditioning = field(
+        default_factory=Conditioning
+    )  # what the pair was made with (bokeh: its lenses)
 
     @property
     def views(self) -> int:
@@ -55,13 +57,6 @@ class HeldoutRow:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-#: Metrics a task's literature reports beside PSNR/SSIM: metric name → column header. RMSE
-#: (LAB): lower is better; HF energy ratio (detail, :func:`~irctl.metrics.fidelity.
-#: hf_energy_ratio`): closer to 1 is better.
-TASK_METRICS: dict[str, dict[str, str]] = {
-    "shadow": {"rmse-lab": "RMSE (LAB)"},
-    "stereo-sr": {"hf-ratio": "HF energy ratio"},
-}
 _EXTRA_METRICS = {**METRICS, "hf-ratio": hf_energy_ratio}
 
 
@@ -86,7 +81,7 @@ def heldout_photos(preset: Preset) -> list[HeldoutPhoto]:
         (photo,) = load_photos([name], preset.degradation)
         lq, gt, cond = synthesize_pair(photo, synthesize, seed=HELDOUT_SEED + i)
         gt8 = to_dtype(np.clip(gt, 0.0, 1.0), np.uint8)
-        photos.append(HeldoutPhoto(name, gt8, lq.astype(np.float32), cond))
+        photos.append(HeldoutPhoto(name, gt8, lq.astype(np.float32), Conditioning(cond)))
     return photos
 
 
@@ -149,18 +144,6 @@ def folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-")
 
 
-def upscaled_input(factor: int) -> MethodFn:
-    """The input row of an SR table: the LR image bicubic-upsampled to the output size (MATLAB
-    ``imresize``), the classical method an SR model has to beat."""
-    from irctl.data.resize import upscale
-
-    def run(lq: np.ndarray, _cond: Conditioning) -> np.ndarray:
-        planes = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))
-        return upscale(planes, factor).numpy().transpose(1, 2, 0)
-
-    return run
-
-
 def _save_views(save_dir: Path, folder: str, name: str, image8: np.ndarray) -> None:
     """One PNG per photo; a stereo case as <name>_L.png and <name>_R.png."""
     views = image8.shape[2] // 3
@@ -205,7 +188,7 @@ def run_heldout(
             _save_views(save_dir, "gt", photo.name, photo.gt)
         for label, fn in all_methods.items():
             tic = time.perf_counter()
-            out = fn(photo.lq, Conditioning(scalars=photo.cond))
+            out = fn(photo.lq, photo.cond)
             seconds = time.perf_counter() - tic if label != input_label else 0.0
             out8 = to_dtype(np.clip(out, 0.0, 1.0), np.uint8)
             if save_dir is not None:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from irctl.config import Preset, TrainConfig, preset_to_dict
-from irctl.data.datasets import PairedCropSampler, augment, augment_stereo, load_photos
+from irctl.data.datasets import PairedCropSampler, load_photos
 from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.checkpoint import (
     Checkpoint,
@@ -49,6 +49,7 @@ from irctl.engine.distributed import (
 from irctl.engine.optim import EMA, build_optimizer, cosine_lr
 from irctl.methods import build_restorer
 from irctl.methods.base import Restorer
+from irctl.tasks import get_task
 
 WEIGHTS_NAME = "weights.safetensors"
 LogFn = Callable[[dict], None]
@@ -82,15 +83,16 @@ def build_sampler(
     names = getattr(preset.data, split)
     if not names:
         raise ValueError(f"preset {preset.name!r} lists no {split} photos")
-    stereo = preset.network.views == 2
-    if cfg.patch % preset.network.upscale:
-        raise ValueError(f"patch {cfg.patch} must be a multiple of the upscale factor")
+    task = get_task(preset.task)
+    multiple = task.patch_multiple(preset.degradation)
+    if cfg.patch % multiple:
+        raise ValueError(f"patch {cfg.patch} must be a multiple of {multiple} (task {task.name})")
     return PairedCropSampler(
         load_photos(names, preset.degradation),
         build_pair_synthesis(preset.degradation),
         patch=cfg.patch,
         batch=batch or cfg.batch,
-        augment_fn=augment_stereo if stereo else augment,
+        augment_fn=task.augment,
     )
 
 
@@ -251,25 +253,34 @@ def train(
     return result
 
 
-def _load_earlier_stages(out: Path, stages: list[str], stage: str, restorer: Restorer) -> None:
-    """Load the modules that earlier stages trained (and this one keeps frozen)."""
-    trained_here = set(restorer.trainable(stage))
-    for earlier in stages[: stages.index(stage)]:
+def _start_from_previous_stage(
+    out: Path, stages: list[str], stage: str, restorer: Restorer
+) -> None:
+    """Stage k starts from every module stage k−1 saved (its trained ones as their EMA), then
+    trains its own subset: a module trained in several stages (DiffIR's restorer, fine-tuned in
+    stage 2) continues, it never restarts from its initialisation. ``carried_over`` may name a
+    module's source differently (a frozen teacher copy of ``net``)."""
+    index = stages.index(stage)
+    if index == 0:
+        return
+    for earlier in stages[:index]:
         weights = stage_dir(out, stages, earlier) / WEIGHTS_NAME
         if not weights.is_file():
             raise CheckpointError(
                 f"stage {stage!r} needs the {earlier!r} stage first: no {weights} "
                 f"(train it with --stage {earlier}, or without --stage to run every stage)"
             )
-        ckpt = load_checkpoint(weights)
-        if preset_to_dict(ckpt.preset) != preset_to_dict(restorer.preset):
-            raise CheckpointError(f"{weights}: was trained with a different preset")
-        frozen = {
-            n: m
-            for n, m in restorer.modules().items()
-            if n in set(restorer.trainable(earlier)) - trained_here
-        }
-        load_modules(frozen, ckpt)
+    weights = stage_dir(out, stages, stages[index - 1]) / WEIGHTS_NAME
+    ckpt = load_checkpoint(weights)
+    if preset_to_dict(ckpt.preset) != preset_to_dict(restorer.preset):
+        raise CheckpointError(f"{weights}: was trained with a different preset")
+    renames = restorer.carried_over(stage)
+    for name, module in restorer.modules().items():
+        source = renames.get(name, name)
+        state = ckpt.module_state(source)
+        if not state:
+            raise CheckpointError(f"{weights}: no module {source!r} to start {name!r} from")
+        load_modules({source: module}, ckpt)
 
 
 def _train_stage(
@@ -294,7 +305,7 @@ def _train_stage(
     all_modules = restorer.modules()
     for m in all_modules.values():
         m.to(device)
-    _load_earlier_stages(root, stages, stage, restorer)
+    _start_from_previous_stage(root, stages, stage, restorer)
     modules = restorer.trainable(stage)
     for name, m in all_modules.items():
         m.requires_grad_(name in modules)

@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from irctl.conditioning import Conditioning
 from irctl.data.lenses import Lens, parse_lens
-from irctl.methods.base import Conditioning
 
 META_NAMES = ("lenses.csv", "lenses.json")
 _COLUMNS = ("file", "src_lens", "tgt_lens")

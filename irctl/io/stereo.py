@@ -50,7 +50,6 @@ Outputs are always named with convention 1 (``<stem>_L.<ext>``, ``<stem>_R.<ext>
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
@@ -63,10 +62,10 @@ from irctl.io.folders import _normalise_ext, _relative_to_root, _same_file
 from irctl.io.images import (
     PARTIAL_SUFFIX,
     SUPPORTED_SUFFIXES,
-    _partial_name,
     _partial_pid,
     _process_alive,
 )
+from irctl.io.outputs import all_done, write_all_atomically
 
 LEFT = "left"
 RIGHT = "right"
@@ -279,80 +278,15 @@ def write_pair_atomically(
     write_left: Callable[[Path], None],
     write_right: Callable[[Path], None],
 ) -> None:
-    """Write both views so that :func:`pair_done` never sees a mixed or partial pair.
-
-    Invariant: ``pair_done(left_path, right_path)`` is True only when both files exist
-    and come from the same completed call (or the destination was untouched since one).
-
-    1. ``write_left`` / ``write_right`` each write a temp file next to its destination,
-       named like :mod:`irctl.io.images` temp files plus the destination's suffix
-       (``.scene_L.png.<pid>.<hex>.partial.png``) so encoders still pick the format from
-       the suffix; each is fsynced. If either raises (or writes nothing), the temps are
-       removed, the error re-raised, and the destination is unchanged: a previously
-       completed pair stays complete.
-    2. An existing left output is removed, then the right temp is renamed into place,
-       then the left temp last (each step made durable with a directory fsync). The left
-       file is the commit marker: at every intermediate point of a killed run it is
-       missing, so a resume finds the pair not done and rewrites it, simply overwriting
-       a lone right view. Without step 2's removal, a run killed between the two renames
-       while replacing an old pair would leave a new right with an old left, which
-       :func:`pair_done` would accept.
-
-    Temps left by a killed process are hidden files; :func:`remove_stale_pair_partials`
-    deletes them. Two writers must not write the same pair at the same time.
-    """
-    left_path, right_path = Path(left_path), Path(right_path)
-    if _same_file(left_path, right_path):
-        raise ValueError(f"left and right outputs are the same file: {left_path}")
-    temporaries: list[Path] = []
-    try:
-        left_temp = _write_temporary(left_path, write_left, temporaries)
-        right_temp = _write_temporary(right_path, write_right, temporaries)
-        left_path.unlink(missing_ok=True)
-        _fsync_directory(left_path.parent)
-        os.replace(right_temp, right_path)
-        temporaries.remove(right_temp)
-        _fsync_directory(right_path.parent)
-        os.replace(left_temp, left_path)
-        temporaries.remove(left_temp)
-        _fsync_directory(left_path.parent)
-    except BaseException:
-        for temporary in temporaries:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
-        raise
-
-
-def _write_temporary(
-    destination: Path, write: Callable[[Path], None], temporaries: list[Path]
-) -> Path:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(_partial_name(destination.name) + destination.suffix)
-    temporaries.append(temporary)  # before writing: a writer may fail half-way
-    write(temporary)
-    if not temporary.is_file():
-        raise FileNotFoundError(f"the writer for {destination} did not create {temporary}")
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    return temporary
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make renames/unlinks in ``directory`` durable; best effort (not on Windows)."""
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    """Write both views so that :func:`pair_done` never sees a mixed or partial pair: the left
+    view is the commit marker (:func:`irctl.io.outputs.write_all_atomically`)."""
+    write_all_atomically([(left_path, write_left), (right_path, write_right)])
 
 
 def pair_done(left_path: Path, right_path: Path) -> bool:
     """True when both outputs exist; with :func:`write_pair_atomically` that means the
     pair was completely written by one run, so a resume may skip it."""
-    return Path(left_path).is_file() and Path(right_path).is_file()
+    return all_done([left_path, right_path])
 
 
 def remove_stale_pair_partials(

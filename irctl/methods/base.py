@@ -15,29 +15,15 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from irctl.conditioning import Conditioning
 from irctl.config import Preset, SamplerConfig
 from irctl.data.batch import Batch
 from irctl.tiling import TileSettings
 
+__all__ = ["Conditioning", "ProgressFn", "Restorer", "RestorerBase", "SampleOptions", "Sampling"]
+
 #: Progress of one restore: (steps done, total steps).
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Conditioning:
-    """Task-specific inputs beyond the LQ image, built per image by the task from files and
-    flags (in the reader threads).
-
-    ``scalars``: global numbers the network is conditioned on (bokeh: the source and target lens
-    codes, see irctl/data/lenses.py); empty for tasks that need none (denoising, dehazing)."""
-
-    scalars: tuple[float, ...] = ()
-
-    def tensor(self, batch: int, device: torch.device) -> Tensor | None:
-        """The scalars as an N×k tensor (one row per image of the batch), or None."""
-        if not self.scalars:
-            return None
-        return torch.tensor([self.scalars] * batch, dtype=torch.float32, device=device)
 
 
 @dataclass(frozen=True)

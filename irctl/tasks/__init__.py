@@ -1,0 +1,39 @@
+"""Task registry: the only place that maps a preset's ``task`` to what the task is."""
+
+from __future__ import annotations
+
+from irctl.tasks.base import Task, TaskOption
+from irctl.tasks.bokeh import BokehTask
+from irctl.tasks.stereo import StereoTask
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task("denoise", "additive Gaussian noise", classical="bm3d"),
+        Task("dehaze", "non-homogeneous haze", classical="dcp"),
+        BokehTask("bokeh", "lens-to-lens bokeh transformation"),
+        Task("shadow", "cast shadow removal", metrics={"rmse-lab": "RMSE (LAB)"}),
+        StereoTask(
+            "stereo-sr", "stereo ×4 super-resolution", metrics={"hf-ratio": "HF energy ratio"}
+        ),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}") from None
+
+
+def all_task_options() -> dict[str, tuple[TaskOption, list[str]]]:
+    """Every task's restore flags, by keyword: the option and the tasks that take it."""
+    options: dict[str, tuple[TaskOption, list[str]]] = {}
+    for task in TASKS.values():
+        for option in task.options:
+            known, owners = options.setdefault(option.name, (option, []))
+            if known != option:
+                raise RuntimeError(f"tasks disagree on the option {option.name!r}")
+            owners.append(task.name)
+    return options

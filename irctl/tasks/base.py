@@ -1,0 +1,247 @@
+"""What a task is: its named inputs and outputs, how they are found and written, its own restore
+options, how a held-out table scores it, and what `benchmark` feeds it.
+
+The engine runs every task through one streaming loop (irctl/engine/restore.py) and never
+knows a task's name or traits: a job is named input files and named output files, the task reads
+them (in the reader threads), turns them into the model's input array and conditioning, and turns
+the model's output back into files. :class:`Task` is the single-image task (one ``image`` in, one
+out) that most tasks are; tasks with more files (a stereo pair, an image and its mask) or their
+own flags (bokeh's lenses) subclass it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from irctl.conditioning import Conditioning
+from irctl.config import DegradationConfig, Preset
+from irctl.io.folders import output_path
+from irctl.io.images import Image, ImageReadError, read_image
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+IMAGE = "image"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: named input files and named output files. The first output is the
+    commit marker of an atomic multi-file write (irctl/io/outputs.py); ``src`` and ``dst``
+    name the first input and output in one-line messages."""
+
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+
+    @property
+    def src(self) -> Path:
+        return next(iter(self.inputs.values()))
+
+    @property
+    def dst(self) -> Path:
+        return next(iter(self.outputs.values()))
+
+    def describe(self) -> str:
+        """'src → dst', or with several files all inputs and all outputs."""
+        return f"{' + '.join(map(str, self.inputs.values()))} → " + " + ".join(
+            map(str, self.outputs.values())
+        )
+
+    def as_json(self) -> dict[str, str]:
+        """``src``/``dst`` for the first files, ``src_<role>``/``dst_<role>`` for the others."""
+        row = {"src": str(self.src), "dst": str(self.dst)}
+        for role, path in list(self.inputs.items())[1:]:
+            row[f"src_{role}"] = str(path)
+        for role, path in list(self.outputs.items())[1:]:
+            row[f"dst_{role}"] = str(path)
+        return row
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)  # every output already there (a resume)
+    errors: list[tuple[Path, str]] = field(default_factory=list)  # inputs with no valid job
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """One file to write: float pixels in the layout and range to store, its sample type, and
+    an alpha channel carried over from the input (or None)."""
+
+    pixels: np.ndarray
+    dtype: np.dtype
+    alpha: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A restore flag of one task (``--src-lens`` for bokeh): the CLI offers it, and giving it
+    to a model of another task is a usage error."""
+
+    name: str  # the keyword the task receives, a Python identifier
+    flag: str  # the command-line flag
+    help: str
+    type: type = str
+
+
+#: A job's conditioning, built in a reader thread: raises ValueError (one line) when the job
+#: lacks what the model needs.
+Conditioner = Callable[[Job], Conditioning]
+
+
+def as_rgb(image: Image) -> np.ndarray:
+    """HxWxC float pixels with grey replicated to the three channels the models are trained on."""
+    pixels = image.pixels
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+
+
+def in_layout_of(out: np.ndarray, image: Image) -> np.ndarray:
+    """Restored HxWx3 float pixels in ``image``'s channel layout (grey again) and value range
+    (float files may exceed [0, 1] and keep their own range; integer files are clipped)."""
+    if image.channels == 1:
+        out = out.mean(axis=2, keepdims=True)
+    if image.dtype == np.float32:
+        lo, hi = min(0.0, float(image.pixels.min())), max(1.0, float(image.pixels.max()))
+        return np.clip(out, lo, hi)
+    return np.clip(out, 0.0, 1.0)
+
+
+def scaled_alpha(alpha: np.ndarray | None, factor: int) -> np.ndarray | None:
+    """An input's alpha at the output size: unchanged, or for an upscaling model resized with
+    the same MATLAB-bicubic kernel and clipped to the alpha's range."""
+    if alpha is None or factor == 1:
+        return alpha
+    import torch
+
+    from irctl.data.resize import upscale
+
+    full = 1.0 if alpha.dtype.kind == "f" else float(np.iinfo(alpha.dtype).max)
+    scaled = upscale(torch.from_numpy(alpha.astype(np.float64) / full), factor).numpy()
+    scaled = np.clip(scaled, 0.0, 1.0) * full
+    if alpha.dtype.kind != "f":
+        scaled = np.rint(scaled)
+    return scaled.astype(alpha.dtype)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A single-image task: every input file is an ``image``, restored into one output file of
+    the same name under the destination folder.
+
+    ``classical``: the classical method a user would otherwise run (irctl/methods/classical.py),
+    the baseline row of ``irctl compare``; ``metrics``: metrics its literature reports beside
+    PSNR/SSIM (metric name → column header)."""
+
+    name: str
+    description: str = ""
+    classical: str | None = None
+    metrics: dict[str, str] = field(default_factory=dict)
+
+    inputs: tuple[str, ...] = (IMAGE,)
+    outputs: tuple[str, ...] = (IMAGE,)
+    options: tuple[TaskOption, ...] = ()
+    noun: str = "images"  # what a job is called in messages
+
+    # --- finding and reading jobs (io) -----------------------------------------------------
+
+    def plan(
+        self,
+        files: list[Path],
+        dst: Path,
+        *,
+        src_root: Path | None,
+        ext: str | None,
+        suffix: str,
+    ) -> Plan:
+        """Map inputs to outputs; two inputs mapping to one output is an error for the second.
+        Every job is planned, done or not: which are done is the engine's business (after
+        sharding, so that ranks agree on the list whatever is already on disk)."""
+        plan = Plan()
+        claimed: dict[Path, Path] = {}
+        for src in files:
+            try:
+                target = output_path(src, dst, src_root=src_root, ext=ext, suffix=suffix)
+            except ValueError as err:
+                plan.errors.append((src, str(err)))
+                continue
+            if target in claimed:
+                plan.errors.append(
+                    (src, f"output {target} is already the output of {claimed[target]}")
+                )
+                continue
+            claimed[target] = src
+            plan.jobs.append(Job({IMAGE: src}, {IMAGE: target}))
+        return plan
+
+    def read(self, job: Job) -> dict[str, Image] | str:
+        """Every input of the job decoded, or the one-line reason it cannot be restored."""
+        images = {}
+        for role, path in job.inputs.items():
+            try:
+                images[role] = read_image(path)
+            except ImageReadError as err:
+                return err.reason if path == job.src else f"{role} {path}: {err.reason}"
+        return images
+
+    def conditioner(
+        self, preset: Preset, src_root: Path | None, values: dict[str, Any]
+    ) -> Conditioner:
+        """Each job's conditioning from the task's option ``values`` (flag name → value, None
+        when not given) and files; raises ValueError (a usage error) when the options cannot
+        work, before any image is read."""
+        return lambda _job: Conditioning()
+
+    # --- the model's side -------------------------------------------------------------------
+
+    def model_input(self, images: dict[str, Image]) -> np.ndarray:
+        """The model's input array (H×W×C float) for one job's decoded inputs."""
+        return as_rgb(images[IMAGE])
+
+    def model_output(
+        self, restored: np.ndarray, images: dict[str, Image]
+    ) -> dict[str, OutputImage]:
+        """The job's output files from the model's output (H'×W'×C float, H' a multiple of the
+        input's height for an upscaling model)."""
+        image = images[IMAGE]
+        factor = restored.shape[0] // image.height
+        return {
+            IMAGE: OutputImage(
+                in_layout_of(restored, image), image.dtype, scaled_alpha(image.alpha, factor)
+            )
+        }
+
+    def megapixels(self, images: dict[str, Image]) -> float:
+        """Input megapixels restored (the images that have an output of their own)."""
+        return sum(images[r].height * images[r].width for r in self.outputs if r in images) / 1e6
+
+    # --- training data, held-out tables, benchmark ------------------------------------------
+
+    def patch_multiple(self, degradation: DegradationConfig) -> int:
+        """Training crops must be a multiple of this (an SR task's scale)."""
+        return 1
+
+    def augment(self, crop: Tensor, flags: Tensor) -> Tensor:
+        """A random symmetry of a training crop that keeps the pair valid (the 8 dihedral
+        ones for a single image)."""
+        from irctl.data.datasets import augment
+
+        return augment(crop, flags)
+
+    def input_row(self, degradation: DegradationConfig) -> tuple[str, Callable | None]:
+        """The first row of a held-out table: its label and how the LQ input becomes an image
+        comparable to the ground truth (None: the input itself)."""
+        return "input", None
+
+    def benchmark_input(self, photo: np.ndarray) -> np.ndarray:
+        """The model input ``irctl benchmark`` times, made from one resized photo."""
+        return photo
+
+    def neutral_conditioning(self, preset: Preset) -> Conditioning:
+        """Conditioning for inputs that come without any (``irctl benchmark``)."""
+        return Conditioning()
