@@ -154,6 +154,7 @@ def compare(
         extra_metrics=tuple(task_metrics),
         input_label=input_label,
         input_fn=input_fn,
+        view_suffixes=task_spec.view_suffixes,
     )
     table = markdown_table(rows, baseline=input_label, headers=task_metrics)
     out.mkdir(parents=True, exist_ok=True)

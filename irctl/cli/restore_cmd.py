@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, stderr_console
+from irctl.methods import METHODS
 from irctl.tasks import TASKS, all_task_options
 
 
@@ -41,8 +42,8 @@ def restore(
         None,
         "--method",
         "-m",
-        help="The task's bundled model of this method instead of its default: regression "
-        "(one fast forward pass), refusion (pixel IR-SDE), latent_refusion.",
+        help=f"The task's bundled model of this method instead of its default: "
+        f"{' | '.join(METHODS)}.",
     ),
     preset: str = typer.Option(
         None, "--preset", "-p", help="Use this preset's bundled weights instead of the task's."

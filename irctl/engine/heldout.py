@@ -25,6 +25,7 @@ from irctl.io.images import Image, to_dtype, write_image
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.methods.classical import CLASSICAL
 from irctl.metrics.fidelity import METRICS, hf_energy_ratio, psnr, ssim
+from irctl.tasks import get_task
 
 HELDOUT_SEED = 1000
 
@@ -60,16 +61,13 @@ class HeldoutRow:
 _EXTRA_METRICS = {**METRICS, "hf-ratio": hf_energy_ratio}
 
 
-#: Degradation settings only training draws from (held-out shadows are always cast, on the
-#: photo as it is): models that differ only in these are scored on the same held-out cases.
-TRAINING_ONLY_DEGRADATION = ("shadow_free", "shadow_dark_scene", "shadow_recolour")
-
-
 def heldout_setting(preset: Preset) -> tuple[object, ...]:
-    """What decides a preset's held-out cases: two models can share a table when it is equal."""
+    """What decides a preset's held-out cases: two models can share a table when it is equal
+    (degradation settings only training draws from, which the task names, do not count)."""
+    training_only = get_task(preset.task).training_only
     degradation = dataclasses.replace(
         preset.degradation,
-        **{name: getattr(DegradationConfig(), name) for name in TRAINING_ONLY_DEGRADATION},
+        **{name: getattr(DegradationConfig(), name) for name in training_only},
     )
     return degradation, preset.data.test
 
@@ -144,11 +142,12 @@ def folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-")
 
 
-def _save_views(save_dir: Path, folder: str, name: str, image8: np.ndarray) -> None:
-    """One PNG per photo; a stereo case as <name>_L.png and <name>_R.png."""
-    views = image8.shape[2] // 3
-    names = [f"{name}.png"] if views == 1 else [f"{name}_L.png", f"{name}_R.png"]
-    for v, file_name in enumerate(names):
+def _save_views(
+    save_dir: Path, folder: str, name: str, image8: np.ndarray, suffixes: tuple[str, ...]
+) -> None:
+    """One PNG per view of a case (every 3 channels), named <name><suffix>.png."""
+    for v, suffix in enumerate(suffixes):
+        file_name = f"{name}{suffix}.png"
         view = image8[..., 3 * v : 3 * v + 3]
         write_image(save_dir / folder / file_name, view / 255.0, dtype=np.uint8)
 
@@ -175,24 +174,26 @@ def run_heldout(
     extra_metrics: tuple[str, ...] = (),
     input_label: str = "input",
     input_fn: MethodFn | None = None,
+    view_suffixes: tuple[str, ...] = ("",),
 ) -> list[HeldoutRow]:
     """Score every method on every photo; the input is always the first row (``input_fn``
     turns the LQ into a comparable image: an SR table's bicubic upsampling; default the LQ
-    itself). ``extra_metrics`` names further metrics (e.g. ``rmse-lab``, ``hf-ratio``). Stereo
-    cases are scored per view and averaged."""
+    itself). ``extra_metrics`` names further metrics (e.g. ``rmse-lab``, ``hf-ratio``). A case
+    of several views (every 3 channels; stereo L‖R) is scored per view and averaged, and its
+    images saved as one file per view named by ``view_suffixes`` (the task's)."""
     rows = []
     first: MethodFn = input_fn or (lambda lq, _cond: lq)
     all_methods: dict[str, MethodFn] = {input_label: first, **methods}
     for photo in photos:
         if save_dir is not None:
-            _save_views(save_dir, "gt", photo.name, photo.gt)
+            _save_views(save_dir, "gt", photo.name, photo.gt, view_suffixes)
         for label, fn in all_methods.items():
             tic = time.perf_counter()
             out = fn(photo.lq, photo.cond)
             seconds = time.perf_counter() - tic if label != input_label else 0.0
             out8 = to_dtype(np.clip(out, 0.0, 1.0), np.uint8)
             if save_dir is not None:
-                _save_views(save_dir, folder_name(label), photo.name, out8)
+                _save_views(save_dir, folder_name(label), photo.name, out8, view_suffixes)
             row = HeldoutRow(
                 photo=photo.name,
                 method=label,

@@ -12,7 +12,13 @@ TASKS: dict[str, Task] = {
         Task("denoise", "additive Gaussian noise", classical="bm3d"),
         Task("dehaze", "non-homogeneous haze", classical="dcp"),
         BokehTask("bokeh", "lens-to-lens bokeh transformation"),
-        Task("shadow", "cast shadow removal", metrics={"rmse-lab": "RMSE (LAB)"}),
+        Task(
+            "shadow",
+            "cast shadow removal",
+            metrics={"rmse-lab": "RMSE (LAB)"},
+            # held-out shadows are always cast, on the photo as it is
+            training_only=("shadow_free", "shadow_dark_scene", "shadow_recolour"),
+        ),
         StereoTask(
             "stereo-sr", "stereo ×4 super-resolution", metrics={"hf-ratio": "HF energy ratio"}
         ),

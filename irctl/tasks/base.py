@@ -147,6 +147,11 @@ class Task:
     outputs: tuple[str, ...] = (IMAGE,)
     options: tuple[TaskOption, ...] = ()
     noun: str = "images"  # what a job is called in messages
+    #: a held-out case's views (every 3 channels), by file-name suffix
+    view_suffixes: tuple[str, ...] = ("",)
+    #: degradation settings only training draws from: models differing only in these share
+    #: one held-out table
+    training_only: tuple[str, ...] = ()
 
     # --- finding and reading jobs (io) -----------------------------------------------------
 

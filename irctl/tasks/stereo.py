@@ -44,6 +44,7 @@ class StereoTask(Task):
     inputs: tuple[str, ...] = (LEFT, RIGHT)
     outputs: tuple[str, ...] = (LEFT, RIGHT)
     noun: str = "pairs"
+    view_suffixes: tuple[str, ...] = ("_L", "_R")
 
     def plan(
         self,
