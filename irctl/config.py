@@ -1,23 +1,13 @@
-"""Presets (TOML) and their dataclasses.
-
-A preset names everything a run needs: task, method, network sizes, diffusion settings, sampler
-defaults, training recipe, dataset conventions and bundled weights. Checkpoints embed the resolved
-preset (``preset_to_dict``) so ``irctl restore --weights X.safetensors`` needs nothing else.
+"""The preset's shared sections as dataclasses: task data, degradation, sampler runtime,
+training recipe. A method's own tables (its network sizes, its diffusion settings) are parsed by
+the method's dataclass (irctl/methods/), and loading a preset is irctl/presets.py's job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -52,60 +42,6 @@ class DegradationConfig:
     # (the shipped motorcycle pair's reaches 8%)
     scale: int = 4
     stereo_max_disparity: tuple[float, float] = (0.03, 0.08)
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    width: int = 16
-    enc_blocks: tuple[int, ...] = (1, 1, 1, 1)
-    middle_blocks: int = 1
-    dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
-    #: Global per-image scalars the network is conditioned on (bokeh: source and target lens
-    #: codes), each embedded like a timestep and projected to a per-block scale/shift.
-    cond_scalars: int = 0
-    #: 2 = stereo: images are L‖R pairs (6 channels) and the views exchange information through
-    #: SCAM cross-attention (irctl/nets/stereo.py).
-    views: int = 1
-    #: stereo: one set of cross-attention weights for both views, so swapping the input views
-    #: swaps the outputs exactly (the official code has separate left/right weights)
-    tied_views: bool = False
-    #: > 1: super-resolution by this factor; the input is the LR image and μ (Refusion) is its
-    #: bicubic upsampling.
-    upscale: int = 1
-    #: "unet" (NAFNet, the sizes above) | "nafssr" (flat NAFSSR on the LR views: width and
-    #: ``blocks``; a regression network for stereo SR)
-    arch: str = "unet"
-    blocks: int = 8
-    #: initialise the U-Net's pixel-shuffle upsamplers with ICNR (irctl/nets/nafnet.py:icnr_):
-    #: no checkerboard at the start of training. Only the initialisation changes, not the
-    #: weights' layout, so either setting loads any checkpoint of the same sizes.
-    icnr: bool = False
-
-
-@dataclass(frozen=True)
-class LatentConfig:
-    """The U-Net compressor of latent Refusion (paper §4.1; irctl/nets/unet_latent.py): channels
-    c_i = channels·[1, *mult], downscale factor 2^(len(mult) − 1)."""
-
-    channels: int = 8
-    mult: tuple[int, ...] = (1, 2, 4)
-    latent_channels: int = 4
-    blocks: int = 2
-    attention: bool = False
-
-    @property
-    def factor(self) -> int:
-        return 2 ** (len(self.mult) - 1)
-
-
-@dataclass(frozen=True)
-class DiffusionConfig:
-    """Mean-reverting SDE settings; Refusion's defaults (paper §5.2, every refusion.yml)."""
-
-    T: int = 100
-    max_sigma: float = 50.0  # λ, 0–255 units
-    schedule: str = "cosine"
-    eps: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -163,29 +99,36 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Preset:
+    """A resolved preset: the shared sections every method reads, and ``model``, the method's
+    own configuration (its dataclass, parsed from the method's tables such as ``[network]``
+    and ``[diffusion]``: irctl/presets.py). ``preset.network`` and the like read those tables."""
+
     name: str
     task: str
     method: str
     description: str = ""
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    latent: LatentConfig = field(default_factory=LatentConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     weights: str | None = None  # relative to the presets folder
     default: bool = False  # the model `irctl restore --task <task>` uses
+    model: Any = None  # the method's config dataclass
+
+    def __getattr__(self, table: str) -> Any:
+        """A table of the method's config (``preset.network``, ``preset.diffusion``)."""
+        model = self.__dict__.get("model")
+        if model is not None and table in {f.name for f in dataclasses.fields(model)}:
+            return getattr(model, table)
+        raise AttributeError(f"preset {self.__dict__.get('name')!r} has no section {table!r}")
 
     def replace(self, **changes: Any) -> Preset:
         return dataclasses.replace(self, **changes)
 
 
-_SECTIONS: dict[str, type] = {
+#: The sections every preset shares, whatever its method.
+SHARED_SECTIONS: dict[str, type] = {
     "degradation": DegradationConfig,
-    "network": NetworkConfig,
-    "latent": LatentConfig,
-    "diffusion": DiffusionConfig,
     "sampler": SamplerConfig,
     "train": TrainConfig,
     "data": DataConfig,
@@ -196,142 +139,27 @@ class PresetError(ValueError):
     """A preset that cannot be found or does not parse; the message says which and why."""
 
 
-def presets_dir() -> Path:
-    """Where the presets live: inside the wheel (``irctl/presets``) or, for a source checkout
-    or editable install, the repository's top-level ``presets/``."""
-    package_dir = Path(__file__).resolve().parent
-    for candidate in (package_dir / "presets", package_dir.parent / "presets"):
-        if candidate.is_dir():
-            return candidate
-    raise PresetError("the presets folder is missing from this installation")
-
-
-def available_presets() -> list[str]:
-    return sorted(p.stem for p in presets_dir().glob("*.toml"))
-
-
-def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
+def parse_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
+    """``cls`` from a TOML/JSON table: unknown keys are an error naming them, lists become
+    tuples where the field's default is one, and fields whose default is a dataclass are parsed
+    from their own sub-table (a method's config holding its ``[network]`` and ``[diffusion]``)."""
+    if not isinstance(values, dict):
+        raise PresetError(f"{where}: expected a table, got {values!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(known)
     if unknown:
         raise PresetError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    defaults = cls()
     converted = {}
     for key, value in values.items():
-        default = getattr(cls(), key)
-        converted[key] = tuple(value) if isinstance(default, tuple) else value
-    return cls(**converted)
-
-
-def preset_from_dict(data: dict[str, Any], where: str = "preset") -> Preset:
-    data = dict(data)
-    for key in ("name", "task", "method"):
-        if key not in data:
-            raise PresetError(f"{where}: missing required key {key!r}")
-    sections = {
-        name: _build_section(cls, data.pop(name, {}), f"{where} [{name}]")
-        for name, cls in _SECTIONS.items()
-    }
-    top = {f.name for f in dataclasses.fields(Preset)} - set(_SECTIONS)
-    unknown = set(data) - top
-    if unknown:
-        raise PresetError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    preset = Preset(**data, **sections)
-    _check_consistency(preset, where)
-    return preset
-
-
-def _check_consistency(preset: Preset, where: str) -> None:
-    """Settings that must agree across sections (a wrong one would train a useless model)."""
-    net, deg = preset.network, preset.degradation
-    if net.views not in (1, 2):
-        raise PresetError(f"{where}: network.views must be 1 or 2, got {net.views}")
-    if net.arch not in ("unet", "nafssr"):
-        raise PresetError(f"{where}: network.arch must be unet or nafssr, got {net.arch!r}")
-    if deg.kind == "stereo_sr" and (net.views, net.upscale) != (2, deg.scale):
-        raise PresetError(
-            f"{where}: a stereo_sr degradation needs network.views = 2 and network.upscale = "
-            f"degradation.scale = {deg.scale}, got views {net.views}, upscale {net.upscale}"
-        )
-
-
-def preset_to_dict(preset: Preset) -> dict[str, Any]:
-    """Plain JSON-able dict (tuples become lists); inverse of ``preset_from_dict``."""
-    return json.loads(json.dumps(dataclasses.asdict(preset)))
-
-
-def load_preset(name_or_path: str | Path) -> Preset:
-    """Load a preset by name (``denoise-tiny``) or by path to a TOML file."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = presets_dir() / f"{name_or_path}.toml"
-        if not path.is_file():
-            raise PresetError(
-                f"no preset named {name_or_path!r}; available: {', '.join(available_presets())}"
-            )
+        default = getattr(defaults, key)
+        if dataclasses.is_dataclass(default):
+            converted[key] = parse_dataclass(type(default), value, f"{where} [{key}]")
+        elif isinstance(default, tuple):
+            converted[key] = tuple(value)
+        else:
+            converted[key] = value
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise PresetError(f"{path}: {err}") from err
-    return preset_from_dict(data, where=str(path))
-
-
-def apply_overrides(preset: Preset, overrides: list[str]) -> Preset:
-    """Apply ``section.key=value`` overrides (value parsed as TOML, bare words as strings)."""
-    data = preset_to_dict(preset)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise PresetError(f"override {item!r} is not of the form section.key=value")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        *parents, leaf = key.strip().split(".")
-        # train.stages.<stage>.<key> may name a stage or key not set yet: for_stage() checks it.
-        in_stage = len(parents) >= 2 and parents[-2] == "stages"
-        node = data
-        for depth, parent in enumerate(parents):
-            if isinstance(node.get(parent), dict):
-                node = node[parent]
-            elif depth > 0 and parents[depth - 1] == "stages":
-                node = node.setdefault(parent, {})
-            else:
-                raise PresetError(f"override {item!r}: no section {parent!r}")
-        if leaf not in node and not in_stage:
-            raise PresetError(f"override {item!r}: unknown key {leaf!r}")
-        node[leaf] = value
-    return preset_from_dict(data, where="preset with overrides")
-
-
-def default_preset_for_task(task: str) -> str:
-    """The preset marked ``default = true`` for ``task``, else ``<task>-tiny``."""
-    for name in available_presets():
-        preset = load_preset(name)
-        if preset.task == task and preset.default:
-            return name
-    if (presets_dir() / f"{task}-tiny.toml").is_file():
-        return f"{task}-tiny"
-    tasks = sorted({load_preset(n).task for n in available_presets()})
-    raise PresetError(f"no model for task {task!r}; tasks: {', '.join(tasks)}")
-
-
-def preset_for_task(task: str, method: str | None = None) -> str:
-    """The preset ``irctl restore --task T [--method M]`` uses: the task's default without a
-    method, else the task's preset of that method that ships weights (the default one first)."""
-    if method is None:
-        return default_preset_for_task(task)
-    ours = [p for p in map(load_preset, available_presets()) if p.task == task]
-    if not ours:
-        return default_preset_for_task(task)  # raises: no model for this task, naming the tasks
-    bundled = [p for p in ours if p.method == method and (w := weights_path(p)) and w.is_file()]
-    if not bundled:
-        methods = sorted({p.method for p in ours if (w := weights_path(p)) and w.is_file()})
-        raise PresetError(
-            f"no bundled {method!r} model for task {task!r}; methods: {', '.join(methods)}"
-        )
-    return sorted(bundled, key=lambda p: (not p.default, p.name))[0].name
-
-
-def weights_path(preset: Preset) -> Path | None:
-    """The bundled weights file a preset names, if any."""
-    return presets_dir() / preset.weights if preset.weights else None
+        return cls(**converted)
+    except (TypeError, ValueError) as err:
+        raise PresetError(f"{where}: {err}") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irctl.config import apply_overrides, load_preset
+from irctl.presets import apply_overrides, load_preset
 
 TINY_OVERRIDES = [
     "network.width=8",

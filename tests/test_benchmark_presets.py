@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from irctl.cli.app import app
-from irctl.config import available_presets, load_preset, weights_path
+from irctl.presets import available_presets, load_preset, weights_path
 
 BUNDLED = [
     name

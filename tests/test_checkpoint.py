@@ -9,14 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from irctl.config import (
-    Preset,
-    PresetError,
-    apply_overrides,
-    load_preset,
-    preset_from_dict,
-    preset_to_dict,
-)
+from irctl.config import Preset, PresetError
 from irctl.engine.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -30,6 +23,7 @@ from irctl.methods import build_restorer
 from irctl.methods.base import SampleOptions
 from irctl.methods.refusion import RefusionRestorer
 from irctl.methods.regression import RegressionRestorer
+from irctl.presets import apply_overrides, load_preset, preset_from_dict, preset_to_dict
 from irctl.tiling import TileSettings
 
 

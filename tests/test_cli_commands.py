@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from irctl import __version__
 from irctl.cli.app import app
-from irctl.config import available_presets, load_preset, weights_path
 from irctl.engine.checkpoint import load_checkpoint
+from irctl.presets import available_presets, load_preset, weights_path
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -131,10 +131,10 @@ def test_presets_hold_out_their_test_photos(name: str) -> None:
     ],
 )
 def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None:
-    from irctl.config import default_preset_for_task
     from irctl.engine.heldout import heldout_photos
     from irctl.io.images import read_image, to_dtype
     from irctl.io.lens_meta import build_lens_conditioner
+    from irctl.presets import default_preset_for_task
 
     src = REPO / "examples" / task / folder
     lenses = build_lens_conditioner(meta=None, src_root=src, src_lens=None, tgt_lens=None)

@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from irctl.config import load_preset
 from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.heldout import HeldoutPhoto, heldout_photos, markdown_table, run_heldout
 from irctl.metrics.fidelity import rmse_lab
+from irctl.presets import load_preset
 
 
 def _photo(seed: int) -> HeldoutPhoto:

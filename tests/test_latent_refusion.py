@@ -12,7 +12,6 @@ from conftest import save_array
 from typer.testing import CliRunner
 
 from irctl.cli.app import app
-from irctl.config import apply_overrides, load_preset
 from irctl.engine.checkpoint import CheckpointError, load_checkpoint
 from irctl.engine.restore import load_restorer
 from irctl.engine.train import train
@@ -20,6 +19,7 @@ from irctl.io.images import read_image
 from irctl.methods import build_restorer
 from irctl.methods.base import Conditioning, SampleOptions
 from irctl.nets.unet_latent import CompressorConfig, UNetCompressor
+from irctl.presets import apply_overrides, load_preset
 from irctl.tiling import TileSettings
 
 runner = CliRunner()

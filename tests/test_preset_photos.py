@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irctl.config import available_presets, load_preset
 from irctl.data.datasets import load_photo, load_photos
+from irctl.presets import available_presets, load_preset
 
 
 @pytest.mark.parametrize("name", available_presets())

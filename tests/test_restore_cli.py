@@ -211,7 +211,7 @@ def test_threads_option_sets_torch_threads(tiny_weights: Path, src_folder: Path,
 
 
 def test_method_picks_the_tasks_bundled_model_of_that_method(tmp_path, photo_crops) -> None:
-    from irctl.config import preset_for_task
+    from irctl.presets import preset_for_task
 
     assert preset_for_task("dehaze") == "dehaze-latent-tiny"
     assert preset_for_task("dehaze", "regression") == "dehaze-regression-tiny"

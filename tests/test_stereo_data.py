@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from irctl.config import PresetError, apply_overrides, load_preset
+from irctl.config import PresetError
 from irctl.data.datasets import augment_stereo, load_stereo_photo
 from irctl.data.degrade import build_pair_synthesis
 from irctl.data.resize import downscale
+from irctl.presets import apply_overrides, load_preset
 
 D = 3  # a constant disparity in pixels
 

@@ -309,9 +309,9 @@ def test_restorers_align_tiles_to_their_networks_padding_multiple():
     """Each method asks its networks for their padding multiple (nothing outside reads the
     network's sizes): NAFNet U-Nets pad to 2^levels, latent Refusion's compressor to 2 latent
     pixels, NAFSSR not at all."""
-    from irctl.config import load_preset
     from irctl.methods import build_restorer
     from irctl.methods.base import SampleOptions
+    from irctl.presets import load_preset
 
     restorer = build_restorer(load_preset("dehaze-latent-tiny"))
     options = SampleOptions.from_preset(restorer.preset, tile=300, overlap=40)

@@ -12,11 +12,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from irctl.config import Preset, apply_overrides, load_preset
+from irctl.config import Preset
 from irctl.engine.checkpoint import CheckpointError, load_checkpoint, state_path
 from irctl.engine.optim import EMA, Lion, cosine_lr
 from irctl.engine.train import WEIGHTS_NAME, _Validator, step_generator, train
 from irctl.methods import build_restorer
+from irctl.presets import apply_overrides, load_preset
 
 TINY = [
     "network.width=8",

@@ -15,8 +15,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from irctl.config import load_preset, weights_path
 from irctl.engine.checkpoint import atomic_save, checkpoint_metadata, load_checkpoint
+from irctl.presets import load_preset, weights_path
 
 
 def bundle(run: Path, preset_path: Path) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from irctl.config import default_preset_for_task, load_preset
 from irctl.data.lenses import LENSES
 from irctl.engine.heldout import heldout_photos
 from irctl.io.images import write_image
+from irctl.presets import default_preset_for_task, load_preset
 
 REPO = Path(__file__).resolve().parent.parent
 #: task → folder of LQ inputs under examples/

@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 from irctl.cli.app import app
-from irctl.config import available_presets, load_preset, weights_path
+from irctl.presets import available_presets, load_preset, weights_path
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "data" / "golden"

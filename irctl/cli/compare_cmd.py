@@ -44,7 +44,6 @@ def compare(
     Writes OUT/table.md (the README's table), OUT/per_image.csv and every output image under
     OUT/<method>/ so they can be looked at, not only measured.
     """
-    from irctl.config import available_presets, load_preset, weights_path
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
     from irctl.engine.heldout import (
@@ -59,6 +58,7 @@ def compare(
     from irctl.engine.restore import load_restorer, resolve_options
     from irctl.methods.classical import CLASSICAL
     from irctl.metrics.report import write_per_image_csv
+    from irctl.presets import available_presets, load_preset, weights_path
     from irctl.tasks import get_task
 
     console = stderr_console()

@@ -8,8 +8,9 @@ from pathlib import Path
 import typer
 
 from irctl.cli.common import EXIT_USAGE, stderr_console
-from irctl.config import PresetError, apply_overrides, load_preset
+from irctl.config import PresetError
 from irctl.engine.checkpoint import CheckpointError
+from irctl.presets import apply_overrides, load_preset
 
 
 def train(

@@ -36,6 +36,21 @@ NoiseFn = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
+class MRSDEConfig:
+    """A preset's ``[diffusion]`` table for the mean-reverting SDE; Refusion's defaults (paper
+    §5.2, every official refusion.yml). λ (``max_sigma``) is in 0–255 units."""
+
+    T: int = 100
+    max_sigma: float = 50.0
+    schedule: str = "cosine"
+    eps: float = 0.005
+
+    def build(self) -> MRSDESchedule:
+        """The discretised schedule these settings describe."""
+        return make_schedule(self.T, self.max_sigma, self.schedule, self.eps)
+
+
+@dataclass(frozen=True)
 class MRSDESchedule:
     """Discretised mean-reverting SDE.
 

@@ -19,7 +19,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from irctl import __version__
-from irctl.config import Preset, preset_from_dict, preset_to_dict
+from irctl.config import Preset
+from irctl.presets import preset_from_dict, preset_to_dict
 
 FORMAT = "irctl-checkpoint-v1"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")

@@ -28,7 +28,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 import numpy as np
 import torch
 
-from irctl.config import Preset, PresetError, load_preset, preset_for_task, weights_path
+from irctl.config import Preset, PresetError
 from irctl.engine.checkpoint import CheckpointError, load_checkpoint, load_modules
 from irctl.engine.device import resolve_device
 from irctl.io.folders import discover, shard
@@ -37,6 +37,7 @@ from irctl.io.outputs import all_done, write_all_atomically
 from irctl.io.stereo import remove_stale_pair_partials
 from irctl.methods import build_restorer
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
+from irctl.presets import load_preset, preset_for_task, weights_path
 from irctl.tasks import all_task_options, get_task
 from irctl.tasks.base import Conditioner, Job, OutputImage, Plan, Task, as_rgb, in_layout_of
 

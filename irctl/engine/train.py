@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from irctl.config import Preset, TrainConfig, preset_to_dict
+from irctl.config import Preset, TrainConfig
 from irctl.data.datasets import PairedCropSampler, load_photos
 from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.checkpoint import (
@@ -49,6 +49,7 @@ from irctl.engine.distributed import (
 from irctl.engine.optim import EMA, build_optimizer, cosine_lr
 from irctl.methods import build_restorer
 from irctl.methods.base import Restorer
+from irctl.presets import preset_to_dict
 from irctl.tasks import get_task
 
 WEIGHTS_NAME = "weights.safetensors"

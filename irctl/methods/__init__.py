@@ -1,4 +1,5 @@
-"""Method registry: the only place that maps a preset's ``method`` to a Restorer class."""
+"""Method registry: the only place that maps a preset's ``method`` to a Restorer class (whose
+``config_class`` parses the method's own preset tables)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -79,11 +79,20 @@ class SampleOptions:
 
 
 class Restorer(Protocol):
+    #: the dataclass that parses the method's own preset tables (each field one table, such as
+    #: ``network`` and ``diffusion``); ``preset.model`` is an instance of it
+    config_class: ClassVar[type]
     preset: Preset
     stages: list[str]  # training stages in order, e.g. ["compressor", "diffusion"]
     #: the samplers a diffusion method offers; None: one forward pass (sampler, steps and seed
     #: do not apply)
     sampling: Sampling | None
+
+    @staticmethod
+    def check_preset(preset: Preset) -> None:
+        """Raise ValueError if the method's tables disagree with the shared sections (a stereo
+        degradation for a single-view network): such a preset would train a useless model."""
+        ...
 
     def modules(self) -> dict[str, nn.Module]:
         """What a checkpoint holds, by name."""
@@ -135,6 +144,10 @@ class RestorerBase:
     """Defaults of the protocol's optional parts, for methods to inherit."""
 
     stages: list[str]
+
+    @staticmethod
+    def check_preset(preset: Preset) -> None:
+        return None
 
     def carried_over(self, stage: str) -> dict[str, str]:
         return {}

@@ -14,6 +14,7 @@ full-resolution skip features are ever held: memory is set by the tile, not the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -28,11 +29,10 @@ from irctl.methods.refusion import (
     condition_tensor,
     matching_loss,
     mrsde_sampling,
-    nafnet_config,
     noise_net_roles,
     sample_reverse,
 )
-from irctl.nets.nafnet import ConditionalNAFNet
+from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
 from irctl.nets.unet_latent import (
     CompressorConfig,
     UNetCompressor,
@@ -42,27 +42,34 @@ from irctl.nets.unet_latent import (
 from irctl.tiling import SPATIAL, Spatial, Tiler
 
 
-def compressor_config(preset: Preset) -> CompressorConfig:
-    c = preset.latent
-    return CompressorConfig(
-        channels=c.channels,
-        mult=c.mult,
-        latent_channels=c.latent_channels,
-        blocks=c.blocks,
-        attention=c.attention,
-    )
+@dataclass(frozen=True)
+class LatentRefusionConfig:
+    """Latent Refusion's tables: ``[latent]`` (the U-Net compressor), ``[network]`` (the noise
+    NAFNet, run on the latent's channels) and ``[diffusion]``."""
+
+    latent: CompressorConfig = field(default_factory=CompressorConfig)
+    network: NAFNetConfig = field(default_factory=NAFNetConfig)
+    diffusion: mrsde.MRSDEConfig = field(default_factory=mrsde.MRSDEConfig)
 
 
 class LatentRefusionRestorer(RestorerBase):
+    config_class: ClassVar[type] = LatentRefusionConfig
     stages: ClassVar[list[str]] = ["compressor", "diffusion"]
+
+    @staticmethod
+    def check_preset(preset: Preset) -> None:
+        """Images, not stereo pairs: the compressor and the network see one view."""
+        if preset.degradation.kind == "stereo_sr":
+            raise ValueError("latent Refusion restores single images, not stereo pairs")
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
-        d = preset.diffusion
-        self.schedule = mrsde.make_schedule(d.T, d.max_sigma, d.schedule, d.eps)
+        self.config: LatentRefusionConfig = preset.model
+        self.schedule = self.config.diffusion.build()
         self.sampling = mrsde_sampling(self.schedule)
-        self.compressor = UNetCompressor(compressor_config(preset))
-        self.net = ConditionalNAFNet(nafnet_config(preset, channels=preset.latent.latent_channels))
+        self.compressor = UNetCompressor(self.config.latent)
+        latent_net = replace(self.config.network, channels=self.config.latent.latent_channels)
+        self.net = ConditionalNAFNet(latent_net)
 
     @property
     def factor(self) -> int:
@@ -129,7 +136,8 @@ class LatentRefusionRestorer(RestorerBase):
         return self.decode(z, padded_lq, compressor_tiler)[..., :h, :w]
 
     def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
-        return condition_tensor(self.preset, cond, lq.shape[0], lq.device)
+        wanted = self.config.network.cond_scalars
+        return condition_tensor(self.preset, wanted, cond, lq.shape[0], lq.device)
 
     @torch.no_grad()
     def restore(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -20,51 +21,72 @@ from irctl.nets.stereo import StereoConditionalNAFNet
 from irctl.tiling import PER_IMAGE, SHARED, SPATIAL
 
 
-def nafnet_config(preset: Preset, channels: int = 3) -> NAFNetConfig:
-    """The preset's [network] for images (3 channels) or for a latent (its channel count)."""
-    n = preset.network
-    return NAFNetConfig(
-        width=n.width,
-        enc_blocks=n.enc_blocks,
-        middle_blocks=n.middle_blocks,
-        dec_blocks=n.dec_blocks,
-        channels=channels,
-        cond_scalars=n.cond_scalars,
-        icnr=n.icnr,
-    )
+@dataclass(frozen=True)
+class RefusionNetwork(NAFNetConfig):
+    """``[network]`` of pixel Refusion: the conditional NAFNet's sizes, and how images reach it.
+
+    ``views`` = 2: images are L‖R pairs and the views exchange information through SCAM after
+    every block (irctl/nets/stereo.py); ``tied_views``: one set of cross-attention weights for
+    both views, so swapping the input views swaps the outputs exactly (the official code has
+    separate left/right weights); ``upscale`` > 1: super-resolution, the input is the LR image
+    and μ is its bicubic upsampling."""
+
+    views: int = 1
+    tied_views: bool = False
+    upscale: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.views not in (1, 2):
+            raise ValueError(f"network.views must be 1 or 2, got {self.views}")
+        if self.upscale < 1:
+            raise ValueError(f"network.upscale must be ≥ 1, got {self.upscale}")
+
+
+@dataclass(frozen=True)
+class RefusionConfig:
+    """Pixel Refusion's tables: ``[network]`` and ``[diffusion]``."""
+
+    network: RefusionNetwork = field(default_factory=RefusionNetwork)
+    diffusion: mrsde.MRSDEConfig = field(default_factory=mrsde.MRSDEConfig)
+
+
+def check_views(preset: Preset, network: RefusionNetwork) -> None:
+    """A stereo SR degradation (L‖R pairs, LR = HR / scale) needs a network of two views that
+    upscales by that scale: a mismatch would train a useless model."""
+    deg = preset.degradation
+    if deg.kind == "stereo_sr" and (network.views, network.upscale) != (2, deg.scale):
+        raise ValueError(
+            f"a stereo_sr degradation needs network.views = 2 and network.upscale = "
+            f"degradation.scale = {deg.scale}, got views {network.views}, upscale "
+            f"{network.upscale}"
+        )
 
 
 def condition_tensor(
-    preset: Preset, cond: Conditioning | None, batch: int, device: torch.device
+    preset: Preset, wanted: int, cond: Conditioning, batch: int, device: torch.device
 ) -> Tensor | None:
-    """The N×k conditioning tensor the network needs, or a one-line ValueError if the image
-    came without it (a bokeh model needs its source and target lens)."""
-    wanted = preset.network.cond_scalars
-    given = cond.scalars if cond is not None else ()
-    if len(given) != wanted:
+    """The N×k conditioning tensor a network with ``wanted`` scalars needs, or a one-line
+    ValueError if the image came without them (a bokeh model: its source and target lens)."""
+    if len(cond.scalars) != wanted:
         raise ValueError(
-            f"{preset.name} needs {wanted} conditioning value(s) per image, got {len(given)}"
-            + (" (give the source and target lens)" if preset.task == "bokeh" else "")
+            f"{preset.name} needs {wanted} conditioning value(s) per image, got {len(cond.scalars)}"
         )
-    return cond.tensor(batch, device) if wanted and cond is not None else None
+    return cond.tensor(batch, device) if wanted else None
 
 
-def noise_network(preset: Preset) -> nn.Module:
-    """Refusion's noise network for the preset: the mono conditional NAFNet, or the stereo one
-    (L‖R views with SCAM after every block) when ``network.views`` = 2."""
-    if preset.network.arch != "unet":
-        raise ValueError(f"{preset.name}: Refusion's noise network is a NAFNet U-Net (arch unet)")
-    cfg = nafnet_config(preset)
-    if preset.network.views == 2:
-        return StereoConditionalNAFNet(cfg, tied=preset.network.tied_views)
-    return ConditionalNAFNet(cfg)
+def noise_network(network: RefusionNetwork) -> nn.Module:
+    """Refusion's noise network: the mono conditional NAFNet, or the stereo one (L‖R views with
+    SCAM after every block) when ``views`` = 2."""
+    if network.views == 2:
+        return StereoConditionalNAFNet(network, tied=network.tied_views)
+    return ConditionalNAFNet(network)
 
 
-def mean_state(preset: Preset, lq: Tensor) -> Tensor:
+def mean_state(network: RefusionNetwork, lq: Tensor) -> Tensor:
     """μ, the SDE's mean state, from the model's input: the LQ image itself, or for SR its
     MATLAB-bicubic upsampling to the output size, unclamped (fact sheet §0)."""
-    factor = preset.network.upscale
-    return lq if factor == 1 else upscale(lq, factor)
+    return lq if network.upscale == 1 else upscale(lq, network.upscale)
 
 
 def view_noise(generator: torch.Generator, lq: Tensor, views: int) -> mrsde.NoiseFn:
@@ -115,14 +137,19 @@ def mrsde_sampling(schedule: mrsde.MRSDESchedule) -> Sampling:
 
 
 class RefusionRestorer(RestorerBase):
+    config_class: ClassVar[type] = RefusionConfig
     stages: ClassVar[list[str]] = ["diffusion"]
+
+    @staticmethod
+    def check_preset(preset: Preset) -> None:
+        check_views(preset, preset.model.network)
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
-        d = preset.diffusion
-        self.schedule = mrsde.make_schedule(d.T, d.max_sigma, d.schedule, d.eps)
+        self.config: RefusionConfig = preset.model
+        self.schedule = self.config.diffusion.build()
         self.sampling = mrsde_sampling(self.schedule)
-        self.net = noise_network(preset)
+        self.net = noise_network(self.config.network)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -135,14 +162,15 @@ class RefusionRestorer(RestorerBase):
     ) -> tuple[Tensor, dict[str, float]]:
         """Refusion's matching loss (paper eq. 6, official ``MatchingLoss``): L1 between one reverse
         SDE step driven by the predicted noise and the optimal reverse state x*_{t−1}."""
-        mu, x0 = mean_state(self.preset, batch.lq), batch.gt
+        mu, x0 = mean_state(self.config.network, batch.lq), batch.gt
         n = x0.shape[0]
         t = torch.randint(1, self.schedule.T + 1, (n,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         return matching_loss(self.net, self.schedule, x0, mu, t, noise, batch.cond)
 
     def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
-        return condition_tensor(self.preset, cond, lq.shape[0], lq.device)
+        wanted = self.config.network.cond_scalars
+        return condition_tensor(self.preset, wanted, cond, lq.shape[0], lq.device)
 
     @torch.no_grad()
     def restore(
@@ -154,10 +182,10 @@ class RefusionRestorer(RestorerBase):
         callback: ProgressFn | None = None,
     ) -> Tensor:
         tiler = options.tiles.on_grid(align=self.net.multiple)
-        mu = mean_state(self.preset, lq)
+        mu = mean_state(self.config.network, lq)
         tiled = tiler.wrap(self.net, *noise_net_roles(condition))
         model = bind_noise_model(tiled, mu, condition)
-        views = self.preset.network.views
+        views = self.config.network.views
         if views > 1 and generator is not None:
             noise = view_noise(generator, lq, views)
         else:

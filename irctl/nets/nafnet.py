@@ -9,7 +9,7 @@ against.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,6 @@ class NAFNetConfig:
     cond_scalars: int = 0  # global conditioning scalars (bokeh lens codes); 0 = none
     #: initialise each upsampling conv with ICNR (:func:`icnr_`) instead of PyTorch's default
     icnr: bool = False
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.enc_blocks) != len(self.dec_blocks):
