@@ -11,6 +11,7 @@ from rich.table import Table
 
 from irctl.cli.common import EXIT_USAGE, stderr_console
 from irctl.config import PresetError
+from irctl.tasks import DEFAULT_TASK
 
 
 def _size_list(text: str) -> list[tuple[int, int]]:
@@ -32,7 +33,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def benchmark(
-    task: str = typer.Option("denoise", "--task", "-t", help="Task whose bundled model to time."),
+    task: str = typer.Option(
+        DEFAULT_TASK, "--task", "-t", help="Task whose bundled model to time."
+    ),
     preset: str = typer.Option(None, "--preset", "-p", help="Preset with bundled weights."),
     weights: Path = typer.Option(None, "--weights", "-w", help="A .safetensors checkpoint."),
     sizes: str = typer.Option(

@@ -10,10 +10,13 @@ import typer
 
 from irctl.cli.common import EXIT_USAGE, stderr_console
 from irctl.config import PresetError
+from irctl.tasks import DEFAULT_TASK
 
 
 def compare(
-    task: str = typer.Option("denoise", "--task", "-t", help="Task whose held-out photos to use."),
+    task: str = typer.Option(
+        DEFAULT_TASK, "--task", "-t", help="Task whose held-out photos to use."
+    ),
     models: str = typer.Option(
         None,
         "--models",

@@ -24,7 +24,7 @@ from rich.progress import (
 
 from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, stderr_console
 from irctl.methods import METHODS
-from irctl.tasks import TASKS, all_task_options
+from irctl.tasks import DEFAULT_TASK, TASKS, all_task_options
 
 
 def restore(
@@ -33,7 +33,7 @@ def restore(
     ),
     dst: Path = typer.Option(..., "--dst", "-o", help="Output folder (created if missing)."),
     task: str = typer.Option(
-        "denoise",
+        DEFAULT_TASK,
         "--task",
         "-t",
         help=f"{' | '.join(TASKS)}; picks the task's bundled default model.",

@@ -38,7 +38,7 @@ from irctl.io.stereo import remove_stale_pair_partials
 from irctl.methods import build_restorer
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.presets import load_preset, preset_for_task, weights_path
-from irctl.tasks import all_task_options, get_task
+from irctl.tasks import DEFAULT_TASK, all_task_options, get_task
 from irctl.tasks.base import Conditioner, Job, OutputImage, Plan, Task, as_rgb, in_layout_of
 
 J = TypeVar("J")
@@ -71,7 +71,7 @@ def load_restorer(
         ckpt = load_checkpoint(weights)
         resolved: Preset = ckpt.preset
     else:
-        resolved = load_preset(preset or preset_for_task(task or "denoise", method))
+        resolved = load_preset(preset or preset_for_task(task or DEFAULT_TASK, method))
         bundled = weights_path(resolved)
         if bundled is None or not bundled.is_file():
             raise CheckpointError(
@@ -294,7 +294,7 @@ class RestoreRequest:
 
     src: str
     dst: Path
-    task: str = "denoise"
+    task: str = DEFAULT_TASK
     method: str | None = None
     preset: str | None = None
     weights: Path | None = None

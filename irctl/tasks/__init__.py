@@ -26,6 +26,10 @@ TASKS: dict[str, Task] = {
 }
 
 
+#: The task `irctl restore`, `benchmark` and `compare` use when none is given.
+DEFAULT_TASK = "denoise"
+
+
 def get_task(name: str) -> Task:
     try:
         return TASKS[name]
