@@ -92,26 +92,12 @@ def load_restorer(
     return restorer
 
 
-def resolve_options(
-    restorer: Restorer,
-    *,
-    sampler: str | None = None,
-    steps: int | None = None,
-    tile: int | None = None,
-    overlap: int | None = None,
-    tile_batch: int | None = None,
-) -> SampleOptions:
-    """The run's options: the preset's defaults with the user's overrides, validated once
-    against what the model offers (a one-line ValueError: unknown sampler, steps out of range,
-    a sampler given to a model that runs one forward pass)."""
-    options = SampleOptions.from_preset(
-        restorer.preset,
-        sampler=sampler,
-        steps=steps,
-        tile=tile,
-        overlap=overlap,
-        tile_batch=tile_batch,
-    )
+def resolve_options(restorer: Restorer, **overrides: Any) -> SampleOptions:
+    """The run's options: the preset's defaults with the user's overrides (the keywords of
+    :meth:`SampleOptions.from_preset`), validated once against what the model offers (a
+    one-line ValueError: unknown sampler, steps out of range). A model that runs one forward
+    pass ignores sampler and steps."""
+    options = SampleOptions.from_preset(restorer.preset, **overrides)
     if restorer.sampling is not None:
         restorer.sampling.check(options.sampler, options.steps)
     return options
