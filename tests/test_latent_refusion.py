@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from irctl.cli.app import app
 from irctl.engine.checkpoint import CheckpointError, load_checkpoint
-from irctl.engine.restore import load_restorer
+from irctl.engine.models import load_restorer
 from irctl.engine.train import train
 from irctl.io.images import read_image
 from irctl.methods import build_restorer

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from irctl.engine.heldout import heldout_photos, model_method, run_heldout, unchanged_psnr
-from irctl.engine.restore import load_restorer
+from irctl.engine.models import load_restorer
 from irctl.methods.base import Conditioning, SampleOptions
 from irctl.metrics.artifacts import grid_amplitude
 

@@ -19,7 +19,7 @@ import torch
 
 from irctl.diffusion.mrsde import gaussian_noise
 from irctl.engine.heldout import heldout_photos
-from irctl.engine.restore import load_restorer
+from irctl.engine.models import load_restorer
 from irctl.io.images import to_dtype
 from irctl.methods.base import SampleOptions
 from irctl.methods.refusion import bind_noise_model, sample_reverse

@@ -100,6 +100,9 @@ def restore_args(preset: str, src: Path, dst: Path, run: str) -> list[str]:
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     if GOLDEN.exists():
         shutil.rmtree(GOLDEN)
     write_inputs(GOLDEN / "inputs")

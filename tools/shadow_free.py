@@ -20,9 +20,9 @@ import torch
 
 from irctl.data.datasets import load_photo
 from irctl.engine.heldout import psnr_against_itself, unchanged_psnr
-from irctl.engine.restore import Restorer, load_restorer
+from irctl.engine.models import load_restorer
 from irctl.io.images import to_dtype
-from irctl.methods.base import SampleOptions
+from irctl.methods.base import Restorer, SampleOptions
 
 #: Rows of ``rocket`` (427 px high) averaged for its sky's zenith and horizon colours, over
 #: columns 100-250 (sky between the left tower and the rocket).

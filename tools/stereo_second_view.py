@@ -20,7 +20,7 @@ from irctl.engine.heldout import (
     model_method,
     run_heldout,
 )
-from irctl.engine.restore import load_restorer
+from irctl.engine.models import load_restorer
 from irctl.methods.base import Conditioning, SampleOptions
 from irctl.tasks import get_task
 

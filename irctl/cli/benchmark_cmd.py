@@ -90,7 +90,7 @@ def benchmark(
     )
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
-    from irctl.engine.restore import load_restorer, resolve_options
+    from irctl.engine.models import load_restorer, resolve_options
 
     console = stderr_console()
     try:

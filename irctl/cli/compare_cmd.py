@@ -47,7 +47,7 @@ def compare(
     OUT/<method>/ so they can be looked at, not only measured.
     """
     from irctl.engine.compare import CompareRequest, compare_models
-    from irctl.engine.restore import UsageError
+    from irctl.engine.models import UsageError
 
     console = stderr_console()
     try:
@@ -80,7 +80,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def _sampler_runs(text: str | None) -> list[tuple[str, int]] | None:
     """'sde:100,posterior:20' → [('sde', 100), ('posterior', 20)]; a usage error otherwise."""
-    from irctl.engine.restore import UsageError
+    from irctl.engine.models import UsageError
 
     if not text:
         return None

@@ -111,7 +111,8 @@ def restore(
     code is then 1. Under torchrun, the file list (stereo: the pair list) is sharded by
     RANK/WORLD_SIZE.
     """
-    from irctl.engine.restore import RestoreRequest, UsageError, restore_folder
+    from irctl.engine.models import UsageError
+    from irctl.engine.restore import RestoreRequest, restore_folder
 
     console = stderr_console()
     request = RestoreRequest(

@@ -28,7 +28,8 @@ import torch
 from irctl.config import Preset
 from irctl.data.datasets import load_photo
 from irctl.engine.device import peak_memory_bytes, reset_peak_memory, resolve_device
-from irctl.engine.restore import load_restorer, restore_image
+from irctl.engine.models import load_restorer
+from irctl.engine.restore import restore_image
 from irctl.io.images import Image
 from irctl.methods.base import SampleOptions
 from irctl.metrics.fidelity import psnr

@@ -22,7 +22,7 @@ from irctl.engine.heldout import (
     model_reports,
     run_heldout,
 )
-from irctl.engine.restore import UsageError, load_restorer, resolve_options
+from irctl.engine.models import UsageError, load_restorer, resolve_options
 from irctl.methods.base import Restorer
 from irctl.methods.classical import CLASSICAL
 from irctl.metrics.report import write_per_image_csv

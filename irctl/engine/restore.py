@@ -15,7 +15,6 @@ inputs, load the model, validate the options once, plan, shard, and run.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -29,24 +28,25 @@ import numpy as np
 import torch
 
 from irctl.config import Preset, PresetError
-from irctl.engine.checkpoint import CheckpointError, load_checkpoint, load_modules
+from irctl.engine.checkpoint import CheckpointError
 from irctl.engine.device import resolve_device
+from irctl.engine.models import (
+    UsageError,
+    describe_sampling,
+    load_restorer,
+    resolve_options,
+    set_threads,
+)
 from irctl.io.folders import discover, shard
 from irctl.io.images import Image, ImageReadError, remove_stale_partials, write_image
 from irctl.io.outputs import all_done, write_all_atomically
 from irctl.io.stereo import remove_stale_pair_partials
-from irctl.methods import build_restorer
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
-from irctl.presets import load_preset, preset_for_task, weights_path
 from irctl.tasks import DEFAULT_TASK, all_task_options, get_task
 from irctl.tasks.base import Conditioner, Job, OutputImage, Plan, Task, as_rgb, in_layout_of
 
 J = TypeVar("J")
 R = TypeVar("R")
-
-
-class UsageError(ValueError):
-    """A problem with the run's options or model, found before any image is restored."""
 
 
 @dataclass
@@ -55,59 +55,6 @@ class RestoreSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
     megapixels: float = 0.0
-
-
-def load_restorer(
-    *,
-    weights: Path | None,
-    preset: str | None,
-    task: str | None,
-    device: torch.device,
-    method: str | None = None,
-) -> Restorer:
-    """Build the Restorer from a checkpoint (whose embedded preset wins), a preset's bundled
-    weights, or the task's bundled model (its default, or the one of ``method``)."""
-    if weights is not None:
-        ckpt = load_checkpoint(weights)
-        resolved: Preset = ckpt.preset
-    else:
-        resolved = load_preset(preset or preset_for_task(task or DEFAULT_TASK, method))
-        bundled = weights_path(resolved)
-        if bundled is None or not bundled.is_file():
-            raise CheckpointError(
-                f"preset {resolved.name!r} has no bundled weights"
-                + (f" (expected {bundled})" if bundled else "")
-                + f"; train them with `irctl train --preset {resolved.name}` and pass --weights"
-            )
-        ckpt = load_checkpoint(bundled)
-    restorer = build_restorer(resolved)
-    if ckpt.stage != restorer.stages[-1]:
-        raise CheckpointError(
-            f"{weights or bundled}: holds the {ckpt.stage!r} stage of {resolved.name}; restoring "
-            f"needs the finished {restorer.stages[-1]!r} stage"
-        )
-    load_modules(restorer.modules(), ckpt)
-    for module in restorer.modules().values():
-        module.to(device).eval()
-    return restorer
-
-
-def resolve_options(restorer: Restorer, **overrides: Any) -> SampleOptions:
-    """The run's options: the preset's defaults with the user's overrides (the keywords of
-    :meth:`SampleOptions.from_preset`), validated once against what the model offers (a
-    one-line ValueError: unknown sampler, steps out of range). A model that runs one forward
-    pass ignores sampler and steps."""
-    options = SampleOptions.from_preset(restorer.preset, **overrides)
-    if restorer.sampling is not None:
-        restorer.sampling.check(options.sampler, options.steps)
-    return options
-
-
-def describe_sampling(restorer: Restorer, options: SampleOptions, seed: int) -> str:
-    """'sampler posterior, 20 steps, seed 0', or 'single forward pass'."""
-    if restorer.sampling is None:
-        return "single forward pass"
-    return f"sampler {options.sampler}, {options.steps} steps, seed {seed}"
 
 
 def _to_tensor(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -406,11 +353,3 @@ def task_option_values(task: Task, preset: Preset, request: RestoreRequest) -> d
                 f"{', '.join(owners)}; drop it"
             )
     return {option.name: given.get(option.name) for option in task.options}
-
-
-def set_threads(threads: int | None, device: torch.device) -> None:
-    """torch's CPU threads: as asked, else at most one per core."""
-    if threads:
-        torch.set_num_threads(threads)
-    elif device.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
-        torch.set_num_threads(os.cpu_count() or 1)
