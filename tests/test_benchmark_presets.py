@@ -45,3 +45,19 @@ def test_benchmark_runs_for_every_bundled_model(preset: str) -> None:
     assert (row["size"], row["height"], row["tile"]) == (48, 40, 0)
     assert row["seconds"] > 0 and row["peak_memory_mib"] > 0
     assert row["max_abs_diff_vs_untiled"] == 0.0  # the untiled run is its own reference
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tiles", "-4"], "must be >= 0"),
+        (["--flops", "no-such-preset"], "no preset named"),
+        (["--sampler", "euler"], "unknown sampler"),
+    ],
+)
+def test_nonsense_benchmark_options_fail_up_front(args: list[str], message: str) -> None:
+    """Exit 2 before any measuring process starts (not minutes later, after the table)."""
+    result = CliRunner().invoke(
+        app, ["benchmark", "--preset", "denoise-tiny", "--sizes", "32", *args]
+    )
+    assert result.exit_code == 2 and message in result.output

@@ -105,7 +105,14 @@ def benchmark(
     try:
         defaults = resolve_options(restorer, sampler=sampler, steps=steps)
         steps, sampler = defaults.steps, defaults.sampler
-    except ValueError as err:
+        for tile in tile_list:  # checked here, not in a measuring process minutes later
+            resolve_options(restorer, tile=tile, overlap=tile_overlap, tile_batch=tile_batch)
+        others = [
+            load_restorer(weights=None, preset=name.strip(), task=None, device=torch_device)
+            for name in (flops or "").split(",")
+            if name.strip()
+        ]
+    except (CheckpointError, PresetError, ValueError) as err:
         console.print(f"error: {err}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     console.print(
@@ -171,15 +178,6 @@ def benchmark(
     console.print(table)
     flops_rows = []
     if flops is not None:
-        try:
-            others = [
-                load_restorer(weights=None, preset=name.strip(), task=None, device=torch_device)
-                for name in flops.split(",")
-                if name.strip()
-            ]
-        except (CheckpointError, PresetError, ValueError) as err:
-            console.print(f"error: {err}", markup=False)
-            raise typer.Exit(EXIT_USAGE) from None
         for r in [*others, restorer]:
             flops_rows.append(restore_flops(r, 256, resolve_options(r)))
         console.print(flops_markdown(flops_rows), markup=False)
