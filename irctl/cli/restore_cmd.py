@@ -108,7 +108,7 @@ def restore(
     grey/colour layout. Each output is written atomically, so an interrupted run can simply be
     started again: finished images are skipped (use --overwrite to redo them). A file that
     cannot be read or restored is reported on stderr in one line and the batch goes on; the exit
-    code is then 1. Under torchrun, the file list (stereo: the pair list) is sharded by
+    code is then 1. Under torchrun, the job list (a stereo pair is one job) is sharded by
     RANK/WORLD_SIZE.
     """
     from irctl.engine.models import UsageError
