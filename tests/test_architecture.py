@@ -97,3 +97,30 @@ def test_engine_and_cli_never_name_a_method_or_a_task() -> None:
             f"{module}: {s!r}" for s in _code_strings(ast.parse(path.read_text())) if s in names
         ]
     assert found == []
+
+
+def test_only_the_safe_reader_touches_pickles() -> None:
+    """Restore, train and benchmark read safetensors only: no module but the safe reader
+    (irctl/io/torch_pickle.py) imports pickle or calls torch.load, and only an importer may
+    import that reader."""
+    offenders = []
+    for module, path in _modules():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            imported = []
+            if isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported = [node.module]
+            called = (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in ("torch", "pickle")
+            )
+            if module != "irctl.io.torch_pickle" and ("pickle" in imported or called):
+                offenders.append(f"{module} unpickles")
+            if "irctl.io.torch_pickle" in imported and "import" not in module:
+                offenders.append(f"{module} imports the pickle reader")
+    assert offenders == []
