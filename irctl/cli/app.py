@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from irctl import __version__
-from irctl.cli import benchmark_cmd, compare_cmd, eval_cmd, restore_cmd, train_cmd
+from irctl.cli import benchmark_cmd, compare_cmd, eval_cmd, import_cmd, restore_cmd, train_cmd
 
 app = typer.Typer(
     name="irctl",
@@ -41,6 +41,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("train")(train_cmd.train)
 app.command("benchmark")(benchmark_cmd.benchmark)
 app.command("compare")(compare_cmd.compare)
+app.command("import")(import_cmd.import_checkpoint)
 
 
 def main() -> None:

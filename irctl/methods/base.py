@@ -139,6 +139,12 @@ class Restorer(Protocol):
         file stem (latent Refusion: what its compressor keeps); usually none."""
         ...
 
+    def official_modules(self, state: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+        """The authors' released state_dict as this restorer's module states (``irctl
+        import``); a one-line ValueError naming the first missing, unexpected or mis-shaped
+        keys when the file is not of this architecture and size."""
+        ...
+
 
 class RestorerBase:
     """Defaults of the protocol's optional parts, for methods to inherit."""
@@ -156,3 +162,8 @@ class RestorerBase:
         self, cases: list[tuple[str, Tensor, Tensor]], options: SampleOptions
     ) -> dict[str, str]:
         return {}
+
+    def official_modules(self, state: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+        raise ValueError(
+            f"method {type(self).__name__} has no official checkpoint layout to import from"
+        )

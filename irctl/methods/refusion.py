@@ -16,6 +16,7 @@ from irctl.data.batch import Batch
 from irctl.data.resize import upscale
 from irctl.diffusion import mrsde
 from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions, Sampling
+from irctl.methods.official_keys import REFUSION_NAFNET, import_state
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
 from irctl.nets.stereo import StereoConditionalNAFNet
 from irctl.tiling import PER_IMAGE, SHARED, SPATIAL
@@ -167,6 +168,21 @@ class RefusionRestorer(RestorerBase):
         t = torch.randint(1, self.schedule.T + 1, (n,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         return matching_loss(self.net, self.schedule, x0, mu, t, noise, batch.cond)
+
+    def official_modules(self, state: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+        """The official ConditionalNAFNet's state_dict (every released refusion.yml model),
+        for a preset of the official sizes with the official layer norm."""
+        network = self.config.network
+        if network.views != 1 or network.cond_scalars:
+            raise ValueError(
+                "importing the official stereo or lens-conditioned nets is not supported yet"
+            )
+        if network.layer_norm != "gain":
+            raise ValueError(
+                'the official network uses the gain-only layer norm: set network.layer_norm = "gain"'
+            )
+        what = f"Refusion's ConditionalNAFNet of {self.preset.name}'s sizes"
+        return {"net": import_state(state, self.net, REFUSION_NAFNET, what)}
 
     def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
         wanted = self.config.network.cond_scalars

@@ -24,6 +24,27 @@ class LayerNorm2d(nn.Module):
         return self.weight.view(1, -1, 1, 1) * y + self.bias.view(1, -1, 1, 1)
 
 
+class GainLayerNorm2d(nn.Module):
+    """The channel layer norm of the official Refusion / IR-SDE code (fact sheet §3.1): a gain
+    ``g`` of shape (1, C, 1, 1) and no bias, (x − mean)·rsqrt(var + eps)·g with eps 1e-5 in
+    float32 and 1e-3 otherwise. Official checkpoints hold ``g``; NAFNet's :class:`LayerNorm2d`
+    (gain and bias, eps 1e-6) is irctl's own networks' choice."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.g = nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
+        var = torch.var(x, dim=1, unbiased=False, keepdim=True)
+        mean = torch.mean(x, dim=1, keepdim=True)
+        return (x - mean) * (var + eps).rsqrt() * self.g
+
+
+#: The layer norms a NAFNet can be built with (``NAFNetConfig.layer_norm``).
+LAYER_NORMS: dict[str, type[nn.Module]] = {"nafnet": LayerNorm2d, "gain": GainLayerNorm2d}
+
+
 class SimpleGate(nn.Module):
     """Split channels in two halves and multiply them: NAFNet's nonlinearity-free activation."""
 

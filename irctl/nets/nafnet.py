@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from irctl.nets.layers import LayerNorm2d, ScalarEmbedding, SimpleGate, TimeEmbedding
+from irctl.nets.layers import LAYER_NORMS, ScalarEmbedding, SimpleGate, TimeEmbedding
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,17 @@ class NAFNetConfig:
     cond_scalars: int = 0  # global conditioning scalars (bokeh lens codes); 0 = none
     #: initialise each upsampling conv with ICNR (:func:`icnr_`) instead of PyTorch's default
     icnr: bool = False
+    #: "nafnet": NAFNet's LayerNorm2d (gain and bias); "gain": the official Refusion/IR-SDE
+    #: layer norm (gain only), what the authors' released checkpoints hold
+    layer_norm: str = "nafnet"
 
     def __post_init__(self) -> None:
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ValueError("enc_blocks and dec_blocks must have the same length")
+        if self.layer_norm not in LAYER_NORMS:
+            raise ValueError(
+                f"layer_norm must be one of {', '.join(LAYER_NORMS)}, got {self.layer_norm!r}"
+            )
 
     @property
     def multiple(self) -> int:
@@ -67,21 +74,28 @@ class NAFBlock(nn.Module):
     With ``cond_dim`` a global condition (bokeh's lens embedding) modulates the FFN after its
     SimpleGate, before the last 1×1 conv, as the official latent-bokeh block does."""
 
-    def __init__(self, c: int, time_dim: int | None = None, cond_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        c: int,
+        time_dim: int | None = None,
+        cond_dim: int | None = None,
+        layer_norm: str = "nafnet",
+    ) -> None:
         super().__init__()
+        norm = LAYER_NORMS[layer_norm]
         self.time_proj = (
             nn.Sequential(SimpleGate(), nn.Linear(time_dim // 2, c * 4)) if time_dim else None
         )
         self.cond_proj = (
             nn.Sequential(SimpleGate(), nn.Linear(cond_dim // 2, c * 2)) if cond_dim else None
         )
-        self.norm1 = LayerNorm2d(c)
+        self.norm1 = norm(c)
         self.conv1 = nn.Conv2d(c, 2 * c, 1)
         self.conv2 = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
         self.gate = SimpleGate()
         self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1))
         self.conv3 = nn.Conv2d(c, c, 1)
-        self.norm2 = LayerNorm2d(c)
+        self.norm2 = norm(c)
         self.conv4 = nn.Conv2d(c, 2 * c, 1)
         self.conv5 = nn.Conv2d(c, c, 1)
         # Zero-initialised residual scales: every block starts as the identity (NAFNet).
@@ -129,20 +143,24 @@ class _UNetBody(nn.Module):
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         c = w
+
+        def blocks(n: int, c: int) -> nn.ModuleList:
+            return nn.ModuleList(
+                [NAFBlock(c, time_dim, cond_dim, cfg.layer_norm) for _ in range(n)]
+            )
+
         for n in cfg.enc_blocks:
-            self.encoders.append(nn.ModuleList([NAFBlock(c, time_dim, cond_dim) for _ in range(n)]))
+            self.encoders.append(blocks(n, c))
             self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
             c *= 2
-        self.middle = nn.ModuleList(
-            [NAFBlock(c, time_dim, cond_dim) for _ in range(cfg.middle_blocks)]
-        )
+        self.middle = blocks(cfg.middle_blocks, c)
         for n in cfg.dec_blocks:
             expand = nn.Conv2d(c, 2 * c, 1, bias=False)
             if cfg.icnr:
                 icnr_(expand)
             self.ups.append(nn.Sequential(expand, nn.PixelShuffle(2)))
             c //= 2
-            self.decoders.append(nn.ModuleList([NAFBlock(c, time_dim, cond_dim) for _ in range(n)]))
+            self.decoders.append(blocks(n, c))
 
     def forward(self, x: Tensor, temb: Tensor | None, cemb: Tensor | None = None) -> Tensor:
         h, w = x.shape[-2:]

@@ -1,0 +1,113 @@
+"""`irctl import`: the authors' released checkpoints, read safely and run exactly.
+
+Parity data (tests/data/official/refusion-nafnet, from shared/golden-official): the official
+Refusion ConditionalNAFNet built at width 8 with seeded random weights, saved as the official
+code saves it, and its forward output on fixed inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from typer.testing import CliRunner
+
+from irctl.cli.app import app
+from irctl.engine.models import load_restorer
+
+OFFICIAL = Path(__file__).parent / "data" / "official"
+REFUSION = OFFICIAL / "refusion-nafnet"
+#: the golden case's sizes, with the official layer norm
+SMALL = ["--set", "network.width=8", "--set", "network.enc_blocks=[1,1,1,2]"]
+GAIN = ["--set", "network.layer_norm=gain"]
+
+runner = CliRunner()
+
+
+def _import(source: Path, out: Path, *extra: str):
+    args = ["import", "--preset", "denoise-tiny", "--from", str(source), "--out", str(out)]
+    return runner.invoke(app, [*args, "--json", *extra])
+
+
+def test_official_refusion_nafnet_reproduces_the_official_output(tmp_path: Path) -> None:
+    out = tmp_path / "refusion.safetensors"
+    result = _import(REFUSION / "refusion.pth", out, *SMALL, *GAIN)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    case = json.loads((REFUSION / "case.json").read_text())
+    assert report["sha256"] == case["files"]["refusion.pth"] and report["tensors"] == 200
+    restorer = load_restorer(weights=out, preset=None, task=None, device=torch.device("cpu"))
+    io = np.load(REFUSION / "io.npz")
+    with torch.no_grad():
+        eps = restorer.net(
+            torch.from_numpy(io["xt"]), torch.from_numpy(io["cond"]), torch.from_numpy(io["t"])
+        )
+    assert float((eps - torch.from_numpy(io["out"])).abs().max()) <= 1e-5
+    # ... and the imported file restores like any checkpoint.
+    src = tmp_path / "in"
+    src.mkdir()
+    from irctl.data.datasets import load_photo
+    from irctl.io.images import write_image
+
+    write_image(src / "a.png", load_photo("chelsea")[:40, :56], dtype=np.uint8)
+    restored = runner.invoke(
+        app,
+        [
+            "restore",
+            "--weights",
+            str(out),
+            "--src",
+            str(src),
+            "--dst",
+            str(tmp_path / "out"),
+            "--steps",
+            "2",
+            "--threads",
+            "1",
+        ],
+    )
+    assert restored.exit_code == 0, restored.output
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_a_checkpoint_of_other_sizes_names_the_first_mismatched_keys(tmp_path: Path) -> None:
+    out = tmp_path / "w.safetensors"
+    result = _import(REFUSION / "refusion.pth", out, *GAIN)  # denoise-tiny is width 16
+    assert result.exit_code == 2 and not out.exists()
+    line = result.output.strip()
+    assert (
+        "\n" not in line and "mis-shaped (time_mlp.1.weight is (64, 8), expected (128, 16)" in line
+    )
+    assert "unexpected (encoders.3.1.beta" in line
+    layer_norm = _import(REFUSION / "refusion.pth", out, *SMALL)
+    assert layer_norm.exit_code == 2 and 'network.layer_norm = "gain"' in layer_norm.output
+
+
+class _CallOnLoad:
+    def __init__(self, function, *args) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+def test_a_hostile_or_truncated_file_imports_nothing_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "evil.pth"
+    with zipfile.ZipFile(hostile, "w") as archive:
+        archive.writestr(
+            "archive/data.pkl", pickle.dumps({"w": _CallOnLoad(os.system, f"touch {marker}")})
+        )
+    out = tmp_path / "w.safetensors"
+    result = _import(hostile, out, *SMALL, *GAIN)
+    assert result.exit_code == 2 and "refused" in result.output
+    assert not marker.exists() and not out.exists()
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes((REFUSION / "refusion.pth").read_bytes()[:100_000])
+    result = _import(truncated, out, *SMALL, *GAIN)
+    assert result.exit_code == 2 and str(truncated) in result.output and not out.exists()
+    assert len(result.output.strip().splitlines()) == 1
