@@ -111,3 +111,28 @@ def test_a_hostile_or_truncated_file_imports_nothing_and_runs_nothing(tmp_path: 
     result = _import(truncated, out, *SMALL, *GAIN)
     assert result.exit_code == 2 and str(truncated) in result.output and not out.exists()
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_official_size_preset_holds_exactly_the_released_keys_and_shapes() -> None:
+    """A real download of the released refusion.yml model imports on the first try: the
+    preset's network, in the official names, has exactly the released key set and shapes
+    (shared/golden-official/official-keys.json), and the official parameter count."""
+    from irctl.io.state_dict import compare_keys
+    from irctl.methods import build_restorer
+    from irctl.methods.official_keys import REFUSION_NAFNET
+    from irctl.presets import load_preset
+
+    released = json.loads((OFFICIAL / "official-keys.json").read_text())["refusion-nafnet"]
+    restorer = build_restorer(load_preset("shadow-refusion-official"))
+    ours = {REFUSION_NAFNET.to_official(k): v for k, v in restorer.net.state_dict().items()}
+    report = compare_keys(ours, {k: tuple(v) for k, v in released["keys"].items()})
+    assert report.ok, report.message()
+    assert sum(p.numel() for p in restorer.net.parameters()) == released["parameters"]
+    sde = released["sde"]
+    diffusion = restorer.preset.diffusion
+    assert (diffusion.T, diffusion.max_sigma, diffusion.schedule, diffusion.eps) == (
+        sde["T"],
+        sde["max_sigma"],
+        sde["schedule"],
+        sde["eps"],
+    )
