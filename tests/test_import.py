@@ -39,7 +39,8 @@ def test_official_refusion_nafnet_reproduces_the_official_output(tmp_path: Path)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     case = json.loads((REFUSION / "case.json").read_text())
-    assert report["sha256"] == case["files"]["refusion.pth"] and report["tensors"] == 200
+    assert report["sha256"] == {str(REFUSION / "refusion.pth"): case["files"]["refusion.pth"]}
+    assert report["tensors"] == 200
     restorer = load_restorer(weights=out, preset=None, task=None, device=torch.device("cpu"))
     io = np.load(REFUSION / "io.npz")
     with torch.no_grad():
@@ -136,3 +137,57 @@ def test_the_official_size_preset_holds_exactly_the_released_keys_and_shapes() -
         sde["schedule"],
         sde["eps"],
     )
+
+
+LATENT = OFFICIAL / "refusion-latent-dehaze"
+#: the golden latent-dehazing case's sizes (official layout: gain layer norm, global skip)
+LATENT_SMALL = [
+    "--set", "latent.channels=4", "--set", "latent.mult=[4,8,8,16]",
+    "--set", "latent.latent_channels=8", "--set", "latent.attention=true",
+    "--set", "network.width=8", "--set", "network.layer_norm=gain",
+    "--set", "network.global_skip=true",
+]  # fmt: skip
+
+
+def test_official_latent_dehazing_reproduces_encode_noise_and_decode(tmp_path: Path) -> None:
+    """Released as two files (compressor L, noise network G), given in any order."""
+    out = tmp_path / "latent.safetensors"
+    files = ["--from", str(LATENT / "latent-reffusion-dehazing.pth")]
+    files += ["--from", str(LATENT / "latent-dehazing.pth")]
+    args = ["import", "--preset", "dehaze-latent-tiny", *files, "--out", str(out)]
+    result = runner.invoke(app, [*args, *LATENT_SMALL])
+    assert result.exit_code == 0, result.output
+    restorer = load_restorer(weights=out, preset=None, task=None, device=torch.device("cpu"))
+    io = np.load(LATENT / "io.npz")
+    with torch.no_grad():
+        latent, skips = restorer.compressor.encode(torch.from_numpy(io["lq"]))
+        eps = restorer.net(
+            torch.from_numpy(io["xt"]), torch.from_numpy(io["latent_lq"]), torch.from_numpy(io["t"])
+        )
+        decoded = restorer.compressor.decode(torch.from_numpy(io["xt"]), skips)
+    h, w = io["lq"].shape[-2:]
+    for ours, theirs in ((latent, "latent_lq"), (eps, "noise"), (decoded[..., :h, :w], "decoded")):
+        assert float((ours - torch.from_numpy(io[theirs])).abs().max()) <= 1e-5, theirs
+    one_file = ["import", "--preset", "dehaze-latent-tiny", *files[:2], "--out", str(out)]
+    one = runner.invoke(app, [*one_file, *LATENT_SMALL])
+    assert one.exit_code == 2 and "two files" in one.output
+
+
+def test_the_official_latent_dehazing_preset_holds_the_released_keys_and_shapes() -> None:
+    from irctl.io.state_dict import compare_keys
+    from irctl.methods import build_restorer
+    from irctl.methods.official_keys import REFUSION_NAFNET, compressor_key_map
+    from irctl.presets import load_preset
+
+    released = json.loads((OFFICIAL / "official-keys.json").read_text())
+    restorer = build_restorer(load_preset("dehaze-latent-official"))
+    key_map = compressor_key_map(len(restorer.preset.latent.mult))
+    for module, mapping, entry in (
+        (restorer.compressor, key_map, "refusion-latent-dehaze.L"),
+        (restorer.net, REFUSION_NAFNET, "refusion-latent-dehaze.G"),
+    ):
+        ours = {mapping.to_official(k): v for k, v in module.state_dict().items()}
+        expected = {k: tuple(v) for k, v in released[entry]["keys"].items()}
+        report = compare_keys(ours, expected)
+        assert report.ok, f"{entry}: {report.message()}"
+        assert sum(p.numel() for p in module.parameters()) == released[entry]["parameters"]

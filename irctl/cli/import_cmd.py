@@ -11,8 +11,12 @@ from irctl.cli.common import EXIT_OK, EXIT_USAGE, stderr_console
 
 
 def import_checkpoint(
-    source: Path = typer.Option(
-        ..., "--from", "-f", help="The authors' checkpoint file (.pth, .ckpt)."
+    sources: list[Path] = typer.Option(
+        ...,
+        "--from",
+        "-f",
+        help="The authors' checkpoint file (.pth, .ckpt); twice for a model released as two "
+        "files (latent Refusion: compressor and noise network).",
     ),
     preset: str = typer.Option(
         ..., "--preset", "-p", help="The preset of the released model (name or .toml path)."
@@ -45,13 +49,14 @@ def import_checkpoint(
         raise typer.Exit(EXIT_USAGE)
     try:
         resolved = apply_overrides(load_preset(preset), list(set_))
-        result = import_official(source, resolved, out, key=key)
+        result = import_official(list(sources), resolved, out, key=key)
     except (PresetError, UsageError) as err:
         console.print(f"error: {err}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
+    for path, digest in result.sha256.items():
+        console.print(f"read {path} (sha256 {digest})", markup=False)
     console.print(
-        f"imported {result.tensors} tensors ({result.parameters / 1e6:.2f} M parameters) from "
-        f"{source} (sha256 {result.sha256}) → {out}",
+        f"imported {result.tensors} tensors ({result.parameters / 1e6:.2f} M parameters) → {out}",
         markup=False,
     )
     if json_out:

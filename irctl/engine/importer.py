@@ -26,35 +26,37 @@ class ImportResult:
     out: Path
     tensors: int
     parameters: int
-    sha256: str  # of the official file, so a user can check it against the authors' listing
+    sha256: dict[str, str]  # of each official file, to check against the authors' listing
 
 
 def import_official(
-    source: Path, preset: Preset, out: Path, key: str | None = None
+    sources: list[Path], preset: Preset, out: Path, key: str | None = None
 ) -> ImportResult:
     """Raises :class:`UsageError` (one line) for a file that is unsafe, damaged, or not of the
-    preset's architecture and size."""
-    try:
-        state = unwrap_state_dict(read_torch_file(source), key=key)
-    except (CheckpointFileError, StateDictError) as err:
-        raise UsageError(str(err)) from None
+    preset's architecture and size. ``sources``: the released file(s) of one model."""
+    states = []
+    for source in sources:
+        try:
+            states.append(unwrap_state_dict(read_torch_file(source), key=key))
+        except CheckpointFileError as err:
+            raise UsageError(str(err)) from None
+        except StateDictError as err:
+            raise UsageError(f"{source}: {err}") from None
+    shown = " + ".join(map(str, sources))
     preset = replace(preset, weights=None)  # the imported file stands on its own
     restorer = build_restorer(preset)
     try:
-        modules = restorer.official_modules(state)
+        modules = restorer.official_modules(states)
     except ValueError as err:
-        raise UsageError(f"{source}: {err}") from None
+        raise UsageError(f"{shown}: {err}") from None
     missing = set(restorer.modules()) - set(modules)
     if missing:
-        raise UsageError(f"{source}: holds no weights for {', '.join(sorted(missing))}")
+        raise UsageError(f"{shown}: holds no weights for {', '.join(sorted(missing))}")
     flat = {
         f"{name}.{k}": v for name, module_state in modules.items() for k, v in module_state.items()
     }
-    load_modules(
-        {name: restorer.modules()[name] for name in modules},
-        Checkpoint(flat, preset, restorer.stages[-1], 0),
-    )
+    load_modules(restorer.modules(), Checkpoint(flat, preset, restorer.stages[-1], 0))
     save_checkpoint(out, restorer.modules(), preset, restorer.stages[-1], 0)
-    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    digests = {str(s): hashlib.sha256(Path(s).read_bytes()).hexdigest() for s in sources}
     parameters = sum(p.numel() for m in restorer.modules().values() for p in m.parameters())
-    return ImportResult(out, len(state), parameters, digest)
+    return ImportResult(out, sum(len(s) for s in states), parameters, digests)

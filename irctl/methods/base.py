@@ -139,10 +139,11 @@ class Restorer(Protocol):
         file stem (latent Refusion: what its compressor keeps); usually none."""
         ...
 
-    def official_modules(self, state: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
-        """The authors' released state_dict as this restorer's module states (``irctl
+    def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
+        """The authors' released state_dicts (one per file: latent Refusion ships its
+        compressor and its noise network apart) as this restorer's module states (``irctl
         import``); a one-line ValueError naming the first missing, unexpected or mis-shaped
-        keys when the file is not of this architecture and size."""
+        keys when a file is not of this architecture and size."""
         ...
 
 
@@ -163,7 +164,7 @@ class RestorerBase:
     ) -> dict[str, str]:
         return {}
 
-    def official_modules(self, state: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+    def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
         raise ValueError(
             f"method {type(self).__name__} has no official checkpoint layout to import from"
         )

@@ -24,6 +24,7 @@ from irctl.config import Preset
 from irctl.data.batch import Batch
 from irctl.diffusion import mrsde
 from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions
+from irctl.methods.official_keys import REFUSION_NAFNET, compressor_key_map, import_state
 from irctl.methods.refusion import (
     bind_noise_model,
     condition_tensor,
@@ -134,6 +135,37 @@ class LatentRefusionRestorer(RestorerBase):
         padded_lq = pad_to_multiple(lq, multiple)
         z = self.encode(pad_to_multiple(image, multiple), compressor_tiler)
         return self.decode(z, padded_lq, compressor_tiler)[..., :h, :w]
+
+    def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
+        """The released latent-dehazing model: two files, the U-Net compressor
+        (``pretrain_model_L``, told apart by its ``init_conv``) and the latent ConditionalNAFNet
+        (``pretrain_model_G``), for a preset of their sizes with the official layer norm (and
+        ``global_skip``, which no weight shows: the dehazing net adds its intro features)."""
+        if len(states) != 2:
+            raise ValueError(
+                f"latent Refusion is released as two files (compressor and noise network), "
+                f"got {len(states)}"
+            )
+        compressors = [s for s in states if "init_conv.weight" in s]
+        if len(compressors) != 1:
+            raise ValueError(
+                "expected one compressor file (with init_conv.weight) and one noise network"
+            )
+        (compressor,) = compressors
+        (noise_net,) = [s for s in states if s is not compressor]
+        if self.config.network.layer_norm != "gain" or self.config.network.cond_scalars:
+            raise ValueError(
+                'importing needs the official noise network: network.layer_norm = "gain", no '
+                "lens conditioning (the lens-conditioned bokeh net is not supported yet)"
+            )
+        key_map = compressor_key_map(len(self.config.latent.mult))
+        name = self.preset.name
+        return {
+            "compressor": import_state(
+                compressor, self.compressor, key_map, f"{name}'s compressor"
+            ),
+            "net": import_state(noise_net, self.net, REFUSION_NAFNET, f"{name}'s noise network"),
+        }
 
     def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
         wanted = self.config.network.cond_scalars

@@ -19,7 +19,9 @@ from irctl.io.state_dict import compare_keys
 
 @dataclass(frozen=True)
 class KeyMap:
-    """(official, irctl) key prefixes as regexes with one group for the rest of the key."""
+    """(official, irctl) key patterns: ``#`` stands for an index (digits), ``*`` for any rest;
+    both sides of a rule hold the same wildcards in the same order. The first rule that
+    matches a key rewrites it; a key no rule matches is kept."""
 
     rules: tuple[tuple[str, str], ...]
 
@@ -31,11 +33,51 @@ class KeyMap:
 
     def _apply(self, key: str, src: int, dst: int) -> str:
         for rule in self.rules:
-            pattern = "(.*)".join(re.escape(part) for part in rule[src].split("*"))
-            match = re.fullmatch(pattern, key)
+            match = re.fullmatch(_regex(rule[src]), key)
             if match:
-                return rule[dst].replace("*", "{}").format(*match.groups())
+                return _fill(rule[dst], match.groups())
         return key
+
+
+def _fill(pattern: str, groups: tuple[str, ...]) -> str:
+    """``pattern`` with its wildcards replaced by ``groups`` in order."""
+    parts = re.split(r"[*#]", pattern)
+    return parts[0] + "".join(g + part for g, part in zip(groups, parts[1:], strict=True))
+
+
+def _regex(pattern: str) -> str:
+    return "".join("(\\d+)" if c == "#" else "(.*)" if c == "*" else re.escape(c) for c in pattern)
+
+
+def compressor_key_map(levels: int) -> KeyMap:
+    """The official latent U-Net (unet-latent UNet_arch.py) → irctl's UNetCompressor, for
+    ``levels`` = len(ch_mult) levels. Per level the official ``encoder.i`` holds two ResBlocks
+    (0, 1), the deepest level's attention (2) and the down conv (3); ``decoder.i`` (deepest
+    first) holds two ResBlocks, the attention and the up path (3: nearest ×2 + conv at ``3.1``,
+    a plain conv at the top level)."""
+    deep, top = levels - 1, levels - 1
+    return KeyMap(
+        (
+            ("init_conv.*", "init.*"),
+            ("encoder.#.#.block1.proj.*", "enc_blocks.#.#.conv1.*"),
+            ("encoder.#.#.block2.proj.*", "enc_blocks.#.#.conv2.*"),
+            (f"encoder.{deep}.2.fn.fn.to_qkv.*", "enc_attn.qkv.*"),
+            (f"encoder.{deep}.2.fn.fn.to_out.*", "enc_attn.out.*"),
+            (f"encoder.{deep}.2.fn.norm.*", "enc_attn.norm.*"),
+            ("encoder.#.3.*", "downs.#.*"),
+            ("decoder.#.#.block1.proj.*", "dec_blocks.#.#.conv1.*"),
+            ("decoder.#.#.block2.proj.*", "dec_blocks.#.#.conv2.*"),
+            ("decoder.#.#.res_conv.*", "dec_blocks.#.#.skip.*"),
+            ("decoder.0.2.fn.fn.to_qkv.*", "dec_attn.qkv.*"),
+            ("decoder.0.2.fn.fn.to_out.*", "dec_attn.out.*"),
+            ("decoder.0.2.fn.norm.*", "dec_attn.norm.*"),
+            ("decoder.#.3.1.*", "ups.#.1.*"),
+            (f"decoder.{top}.3.*", f"ups.{top}.*"),
+            ("latent_conv.*", "to_latent.*"),
+            ("post_latent_conv.*", "from_latent.*"),
+            ("final_conv.*", "final.*"),
+        )
+    )
 
 
 #: Refusion's ConditionalNAFNet (official DenoisingNAFNet_arch.py) → irctl's ConditionalNAFNet:

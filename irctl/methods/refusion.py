@@ -129,6 +129,13 @@ def noise_net_roles(cond: Tensor | None) -> tuple:
     return (SPATIAL, SPATIAL, SHARED) + ((PER_IMAGE,) if cond is not None else ())
 
 
+def one_file(states: list, what: str) -> list:
+    """The single checkpoint a released model comes in, or a one-line error."""
+    if len(states) != 1:
+        raise ValueError(f"{what} is released as one file, got {len(states)}")
+    return states
+
+
 def mrsde_sampling(schedule: mrsde.MRSDESchedule) -> Sampling:
     """The MR-SDE family's samplers, 1..T steps; compare runs the paper's SDE at T steps and
     the posterior sampler at T and at 20 steps."""
@@ -169,9 +176,10 @@ class RefusionRestorer(RestorerBase):
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         return matching_loss(self.net, self.schedule, x0, mu, t, noise, batch.cond)
 
-    def official_modules(self, state: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+    def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
         """The official ConditionalNAFNet's state_dict (every released refusion.yml model),
         for a preset of the official sizes with the official layer norm."""
+        (state,) = one_file(states, "Refusion's noise network")
         network = self.config.network
         if network.views != 1 or network.cond_scalars:
             raise ValueError(

@@ -33,6 +33,9 @@ class NAFNetConfig:
     #: "nafnet": NAFNet's LayerNorm2d (gain and bias); "gain": the official Refusion/IR-SDE
     #: layer norm (gain only), what the authors' released checkpoints hold
     layer_norm: str = "nafnet"
+    #: add the intro conv's features to the decoder's output before the ending conv (the
+    #: official latent-dehazing NAFNet's extra global skip, fact sheet §3.2)
+    global_skip: bool = False
 
     def __post_init__(self) -> None:
         if len(self.enc_blocks) != len(self.dec_blocks):
@@ -136,6 +139,7 @@ class _UNetBody(nn.Module):
         super().__init__()
         w = cfg.width
         self.multiple = cfg.multiple
+        self.global_skip = cfg.global_skip
         self.intro = nn.Conv2d(in_channels, w, 3, padding=1)
         self.ending = nn.Conv2d(w, cfg.channels, 3, padding=1)
         self.encoders = nn.ModuleList()
@@ -167,6 +171,7 @@ class _UNetBody(nn.Module):
         pad_h, pad_w = (-h) % self.multiple, (-w) % self.multiple
         x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.intro(x)
+        intro = x
         skips = []
         for blocks, down in zip(self.encoders, self.downs, strict=True):
             for block in blocks:
@@ -179,6 +184,8 @@ class _UNetBody(nn.Module):
             x = up(x) + skip
             for block in blocks:
                 x = block(x, temb, cemb)
+        if self.global_skip:
+            x = x + intro
         return self.ending(x)[..., :h, :w]
 
 
