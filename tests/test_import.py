@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -191,3 +192,47 @@ def test_the_official_latent_dehazing_preset_holds_the_released_keys_and_shapes(
         report = compare_keys(ours, expected)
         assert report.ok, f"{entry}: {report.message()}"
         assert sum(p.numel() for p in module.parameters()) == released[entry]["parameters"]
+
+
+STEREO = OFFICIAL / "refusion-stereo"
+STEREO_SMALL = [
+    "--set", "network.width=8", "--set", "network.enc_blocks=[1,1,1,2]",
+    "--set", "network.layer_norm=gain", "--set", "network.tied_views=false",
+    "--set", "network.scam_resize=scale_factor",
+]  # fmt: skip
+
+
+def test_official_stereo_network_reproduces_the_official_output(tmp_path: Path) -> None:
+    out = tmp_path / "stereo.safetensors"
+    args = ["import", "--preset", "stereo-sr-tiny", "--from", str(STEREO / "reffusion-ssr.pth")]
+    result = runner.invoke(app, [*args, "--out", str(out), *STEREO_SMALL])
+    assert result.exit_code == 0, result.output
+    restorer = load_restorer(weights=out, preset=None, task=None, device=torch.device("cpu"))
+    io = np.load(STEREO / "io.npz")
+    with torch.no_grad():
+        eps = restorer.net(
+            torch.from_numpy(io["xt"]), torch.from_numpy(io["cond"]), torch.from_numpy(io["t"])
+        )
+    assert float((eps - torch.from_numpy(io["out"])).abs().max()) <= 1e-5
+    tied = runner.invoke(app, [*args, "--out", str(out), *STEREO_SMALL[:6]])
+    assert tied.exit_code == 2 and "scam_resize" in tied.output
+
+
+@pytest.mark.parametrize(
+    ("preset", "entry"),
+    [
+        ("stereo-sr-refusion-official", "refusion-stereo-sr"),
+    ],
+)
+def test_the_official_stereo_preset_holds_the_released_keys_and_shapes(preset, entry) -> None:
+    from irctl.io.state_dict import compare_keys
+    from irctl.methods import build_restorer
+    from irctl.methods.official_keys import REFUSION_STEREO
+    from irctl.presets import load_preset
+
+    released = json.loads((OFFICIAL / "official-keys.json").read_text())[entry]
+    restorer = build_restorer(load_preset(preset))
+    ours = {REFUSION_STEREO.to_official(k): v for k, v in restorer.net.state_dict().items()}
+    report = compare_keys(ours, {k: tuple(v) for k, v in released["keys"].items()})
+    assert report.ok, report.message()
+    assert sum(p.numel() for p in restorer.net.parameters()) == released["parameters"]

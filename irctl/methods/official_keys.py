@@ -96,6 +96,31 @@ REFUSION_NAFNET = KeyMap(
 )
 
 
+#: Refusion's stereo-SR ConditionalNAFNet (official stereo-sr DenoisingNAFNet_arch.py): the same
+#: names, with each block's SCAM as ``fusion`` inside the block; irctl wraps every NAFBlock in a
+#: StereoBlock that holds it as ``block`` beside its ``fusion``.
+REFUSION_STEREO = KeyMap(
+    (
+        ("time_mlp.1.*", "time_embedding.mlp.0.*"),
+        ("time_mlp.3.*", "time_embedding.mlp.2.*"),
+        *(
+            rule
+            for official, ours in (
+                ("middle_blks.#", "body.middle.#"),
+                ("encoders.#.#", "body.encoders.#.#"),
+                ("decoders.#.#", "body.decoders.#.#"),
+            )
+            for rule in (
+                (f"{official}.fusion.*", f"{ours}.fusion.*"),
+                (f"{official}.mlp.1.*", f"{ours}.block.time_proj.1.*"),
+                (f"{official}.*", f"{ours}.block.*"),
+            )
+        ),
+        ("*", "body.*"),
+    )
+)
+
+
 def import_state(
     state: Mapping[str, Tensor], module: nn.Module, key_map: KeyMap, what: str
 ) -> dict[str, Tensor]:

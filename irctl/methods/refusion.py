@@ -16,7 +16,7 @@ from irctl.data.batch import Batch
 from irctl.data.resize import upscale
 from irctl.diffusion import mrsde
 from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions, Sampling
-from irctl.methods.official_keys import REFUSION_NAFNET, import_state
+from irctl.methods.official_keys import REFUSION_NAFNET, REFUSION_STEREO, import_state
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
 from irctl.nets.stereo import StereoConditionalNAFNet
 from irctl.tiling import PER_IMAGE, SHARED, SPATIAL
@@ -35,6 +35,8 @@ class RefusionNetwork(NAFNetConfig):
     views: int = 1
     tied_views: bool = False
     upscale: int = 1
+    #: stereo: how SCAM downscales ("ceil", or the official "scale_factor"; irctl/nets/stereo.py)
+    scam_resize: str = "ceil"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,7 +82,9 @@ def noise_network(network: RefusionNetwork) -> nn.Module:
     """Refusion's noise network: the mono conditional NAFNet, or the stereo one (L‖R views with
     SCAM after every block) when ``views`` = 2."""
     if network.views == 2:
-        return StereoConditionalNAFNet(network, tied=network.tied_views)
+        return StereoConditionalNAFNet(
+            network, tied=network.tied_views, scam_resize=network.scam_resize
+        )
     return ConditionalNAFNet(network)
 
 
@@ -181,16 +185,23 @@ class RefusionRestorer(RestorerBase):
         for a preset of the official sizes with the official layer norm."""
         (state,) = one_file(states, "Refusion's noise network")
         network = self.config.network
-        if network.views != 1 or network.cond_scalars:
-            raise ValueError(
-                "importing the official stereo or lens-conditioned nets is not supported yet"
-            )
+        if network.cond_scalars:
+            raise ValueError("importing the lens-conditioned bokeh net is not supported yet")
         if network.layer_norm != "gain":
             raise ValueError(
                 'the official network uses the gain-only layer norm: set network.layer_norm = "gain"'
             )
+        key_map = REFUSION_NAFNET
+        if network.views == 2:
+            if network.tied_views or network.scam_resize != "scale_factor":
+                raise ValueError(
+                    "the official stereo network has separate left/right SCAM weights and "
+                    "resizes by scale factor: set network.tied_views = false and "
+                    'network.scam_resize = "scale_factor"'
+                )
+            key_map = REFUSION_STEREO
         what = f"Refusion's ConditionalNAFNet of {self.preset.name}'s sizes"
-        return {"net": import_state(state, self.net, REFUSION_NAFNET, what)}
+        return {"net": import_state(state, self.net, key_map, what)}
 
     def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
         wanted = self.config.network.cond_scalars

@@ -36,8 +36,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irctl.data.resize import upscale
-from irctl.nets.layers import LayerNorm2d
+from irctl.nets.layers import LAYER_NORMS
 from irctl.nets.nafnet import ConditionalNAFNet, NAFBlock, NAFNet, NAFNetConfig, _UNetBody
+
+#: How SCAM reaches its low resolution: "ceil" (⌈H/d⌉×⌈W/d⌉, every input row covered; irctl's
+#: own models) or "scale_factor" (the official code's F.interpolate(scale_factor=1/d): ⌊H/d⌋,
+#: identical for sizes divisible by d; what the released stereo weights were trained with).
+SCAM_RESIZES = ("ceil", "scale_factor")
 
 #: SCAM resolution divisor of Refusion's stereo-SR network (fact sheet §3.2); NAFSSR uses 1.
 REFUSION_SCAM_DOWNSCALE = 4
@@ -84,21 +89,33 @@ class SCAM(nn.Module):
     """
 
     def __init__(
-        self, channels: int, downscale: int = 4, antialias: bool = False, tied: bool = False
+        self,
+        channels: int,
+        downscale: int = 4,
+        antialias: bool = False,
+        tied: bool = False,
+        layer_norm: str = "nafnet",
+        resize: str = "ceil",
     ) -> None:
         super().__init__()
         if downscale < 1:
             raise ValueError(f"downscale must be ≥ 1, got {downscale}")
+        if resize not in SCAM_RESIZES:
+            raise ValueError(
+                f"SCAM resize must be one of {', '.join(SCAM_RESIZES)}, got {resize!r}"
+            )
+        norm = LAYER_NORMS[layer_norm]
         self.downscale = downscale
         self.antialias = antialias
         self.tied = tied
+        self.resize = resize
         self.scale = channels**-0.5
-        self.norm_l = LayerNorm2d(channels)
+        self.norm_l = norm(channels)
         self.l_proj1 = nn.Conv2d(channels, channels, 1)  # Q_L
         self.l_proj2 = nn.Conv2d(channels, channels, 1)  # V_L
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))  # scales right → left
         if not tied:
-            self.norm_r = LayerNorm2d(channels)
+            self.norm_r = norm(channels)
             self.r_proj1 = nn.Conv2d(channels, channels, 1)  # Q_R
             self.r_proj2 = nn.Conv2d(channels, channels, 1)  # V_R
             self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))  # scales left → right
@@ -112,6 +129,10 @@ class SCAM(nn.Module):
     def _down(self, x: Tensor) -> Tensor:
         if self.downscale == 1:
             return x
+        if self.resize == "scale_factor":  # the official code: ⌊H/d⌋×⌊W/d⌋, source grid of 1/d
+            return F.interpolate(
+                x, scale_factor=1 / self.downscale, mode="bicubic", antialias=self.antialias
+            )
         h, w = x.shape[-2:]
         d = self.downscale
         size = (-(-h // d), -(-w // d))
@@ -158,10 +179,13 @@ class StereoBlock(nn.Module):
         downscale: int = REFUSION_SCAM_DOWNSCALE,
         antialias: bool = False,
         tied: bool = False,
+        layer_norm: str = "nafnet",
+        resize: str = "ceil",
     ) -> None:
         super().__init__()
         self.block = block
-        self.fusion = SCAM(block.beta.shape[1], downscale, antialias, tied)
+        channels = block.beta.shape[1]
+        self.fusion = SCAM(channels, downscale, antialias, tied, layer_norm, resize)
 
     def forward(self, x: Tensor, temb: Tensor | None = None, cemb: Tensor | None = None) -> Tensor:
         x = self.block(x, temb, cemb)
@@ -176,6 +200,8 @@ def add_scam(
     downscale: int = REFUSION_SCAM_DOWNSCALE,
     antialias: bool = False,
     tied: bool = False,
+    layer_norm: str = "nafnet",
+    resize: str = "ceil",
 ) -> None:
     """Wrap every NAFBlock of a NAFNet body (encoder, middle, decoder) in a :class:`StereoBlock`,
     in place."""
@@ -183,7 +209,7 @@ def add_scam(
         for i, block in enumerate(blocks):
             if not isinstance(block, NAFBlock):
                 raise TypeError(f"expected a NAFBlock, found {type(block).__name__}")
-            blocks[i] = StereoBlock(block, downscale, antialias, tied)
+            blocks[i] = StereoBlock(block, downscale, antialias, tied, layer_norm, resize)
 
 
 def both_views(x: Tensor | int | None) -> Tensor | int | None:
@@ -219,10 +245,11 @@ class _StereoBody:
         scam_downscale: int = REFUSION_SCAM_DOWNSCALE,
         antialias: bool = False,
         tied: bool = False,
+        scam_resize: str = "ceil",
     ) -> None:
         super().__init__(cfg)  # type: ignore[call-arg]
         self.channels = cfg.channels
-        add_scam(self.body, scam_downscale, antialias, tied)
+        add_scam(self.body, scam_downscale, antialias, tied, cfg.layer_norm, scam_resize)
 
 
 class StereoNAFNet(_StereoBody, NAFNet):
