@@ -61,3 +61,26 @@ def test_nonsense_benchmark_options_fail_up_front(args: list[str], message: str)
         app, ["benchmark", "--preset", "denoise-tiny", "--sizes", "32", *args]
     )
     assert result.exit_code == 2 and message in result.output
+
+
+def test_random_weights_time_a_preset_without_weights() -> None:
+    """The official-size presets ship no weights: --random-weights builds their networks with
+    a seeded initialisation (the same each time) so speed and memory can be measured."""
+    import torch
+
+    from irctl.engine.models import load_restorer
+
+    cpu = torch.device("cpu")
+    a = load_restorer(
+        weights=None, preset="dehaze-latent-official", task=None, device=cpu, random_weights=True
+    )
+    b = load_restorer(
+        weights=None, preset="dehaze-latent-official", task=None, device=cpu, random_weights=True
+    )
+    for name, module in a.modules().items():
+        for (key, x), y in zip(
+            module.state_dict().items(), b.modules()[name].state_dict().values(), strict=True
+        ):
+            assert torch.equal(x, y), key
+    without = CliRunner().invoke(app, ["benchmark", "--random-weights", "--sizes", "32"])
+    assert without.exit_code == 2 and "need a --preset" in without.output

@@ -63,6 +63,12 @@ def benchmark(
         help="Count GMACs per image and per step at 256² for these presets (comma-separated), "
         "then the benchmarked model; the last column compares each to it.",
     ),
+    random_weights: bool = typer.Option(
+        False,
+        "--random-weights",
+        help="Time a --preset whose weights are not here (e.g. an official size) with seeded "
+        "random weights: speed and memory only, the outputs mean nothing.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -95,7 +101,13 @@ def benchmark(
     console = stderr_console()
     try:
         torch_device = resolve_device(device)
-        restorer = load_restorer(weights=weights, preset=preset, task=task, device=torch_device)
+        restorer = load_restorer(
+            weights=weights,
+            preset=preset,
+            task=task,
+            device=torch_device,
+            random_weights=random_weights,
+        )
     except (CheckpointError, PresetError, ValueError) as err:
         console.print(f"error: {err}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
@@ -157,10 +169,11 @@ def benchmark(
     # a fresh process, from the same weights (an explicit --weights, else the preset's).
     spec = ModelSpec(
         weights=str(weights) if weights else None,
-        preset=None if weights else restorer.preset.name,
+        preset=None if weights else (preset if random_weights else restorer.preset.name),
         task=task,
         device=str(torch_device),
         threads=torch.get_num_threads(),
+        random_weights=random_weights,
     )
     rows = run_benchmark(
         spec,

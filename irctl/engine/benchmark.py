@@ -46,6 +46,7 @@ class ModelSpec:
     task: str | None
     device: str = "auto"
     threads: int | None = None
+    random_weights: bool = False
 
 
 @dataclass
@@ -105,7 +106,13 @@ def _measure(
         torch.set_num_threads(spec.threads)
     device = resolve_device(spec.device)
     weights = Path(spec.weights) if spec.weights else None
-    restorer = load_restorer(weights=weights, preset=spec.preset, task=spec.task, device=device)
+    restorer = load_restorer(
+        weights=weights,
+        preset=spec.preset,
+        task=spec.task,
+        device=device,
+        random_weights=spec.random_weights,
+    )
     # One-step warm-up on a small image: the first network calls pay for kernel selection,
     # which is not the per-image cost of a batch (a full-size warm-up would double the time of
     # a 6000×4000 run and tell nothing more).

@@ -29,9 +29,21 @@ def load_restorer(
     task: str | None,
     device: torch.device,
     method: str | None = None,
+    random_weights: bool = False,
 ) -> Restorer:
     """Build the Restorer from a checkpoint (whose embedded preset wins), a preset's bundled
-    weights, or the task's bundled model (its default, or the one of ``method``)."""
+    weights, or the task's bundled model (its default, or the one of ``method``).
+    ``random_weights``: the preset's networks with a seeded initialisation and no weights at
+    all — for timing a model whose weights are not here (the official sizes); its outputs mean
+    nothing."""
+    if random_weights:
+        if weights is not None or preset is None:
+            raise ValueError("random weights need a --preset (and no --weights)")
+        torch.manual_seed(0)
+        restorer = build_restorer(load_preset(preset))
+        for module in restorer.modules().values():
+            module.to(device).eval()
+        return restorer
     if weights is not None:
         ckpt = load_checkpoint(weights)
         resolved: Preset = ckpt.preset
