@@ -115,31 +115,6 @@ def test_a_hostile_or_truncated_file_imports_nothing_and_runs_nothing(tmp_path: 
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_the_official_size_preset_holds_exactly_the_released_keys_and_shapes() -> None:
-    """A real download of the released refusion.yml model imports on the first try: the
-    preset's network, in the official names, has exactly the released key set and shapes
-    (shared/golden-official/official-keys.json), and the official parameter count."""
-    from irctl.io.state_dict import compare_keys
-    from irctl.methods import build_restorer
-    from irctl.methods.official_keys import REFUSION_NAFNET
-    from irctl.presets import load_preset
-
-    released = json.loads((OFFICIAL / "official-keys.json").read_text())["refusion-nafnet"]
-    restorer = build_restorer(load_preset("shadow-refusion-official"))
-    ours = {REFUSION_NAFNET.to_official(k): v for k, v in restorer.net.state_dict().items()}
-    report = compare_keys(ours, {k: tuple(v) for k, v in released["keys"].items()})
-    assert report.ok, report.message()
-    assert sum(p.numel() for p in restorer.net.parameters()) == released["parameters"]
-    sde = released["sde"]
-    diffusion = restorer.preset.diffusion
-    assert (diffusion.T, diffusion.max_sigma, diffusion.schedule, diffusion.eps) == (
-        sde["T"],
-        sde["max_sigma"],
-        sde["schedule"],
-        sde["eps"],
-    )
-
-
 LATENT = OFFICIAL / "refusion-latent-dehaze"
 #: the golden latent-dehazing case's sizes (official layout: gain layer norm, global skip)
 LATENT_SMALL = [
@@ -174,26 +149,6 @@ def test_official_latent_dehazing_reproduces_encode_noise_and_decode(tmp_path: P
     assert one.exit_code == 2 and "two files" in one.output
 
 
-def test_the_official_latent_dehazing_preset_holds_the_released_keys_and_shapes() -> None:
-    from irctl.io.state_dict import compare_keys
-    from irctl.methods import build_restorer
-    from irctl.methods.official_keys import REFUSION_NAFNET, compressor_key_map
-    from irctl.presets import load_preset
-
-    released = json.loads((OFFICIAL / "official-keys.json").read_text())
-    restorer = build_restorer(load_preset("dehaze-latent-official"))
-    key_map = compressor_key_map(len(restorer.preset.latent.mult))
-    for module, mapping, entry in (
-        (restorer.compressor, key_map, "refusion-latent-dehaze.L"),
-        (restorer.net, REFUSION_NAFNET, "refusion-latent-dehaze.G"),
-    ):
-        ours = {mapping.to_official(k): v for k, v in module.state_dict().items()}
-        expected = {k: tuple(v) for k, v in released[entry]["keys"].items()}
-        report = compare_keys(ours, expected)
-        assert report.ok, f"{entry}: {report.message()}"
-        assert sum(p.numel() for p in module.parameters()) == released[entry]["parameters"]
-
-
 STEREO = OFFICIAL / "refusion-stereo"
 STEREO_SMALL = [
     "--set", "network.width=8", "--set", "network.enc_blocks=[1,1,1,2]",
@@ -219,20 +174,48 @@ def test_official_stereo_network_reproduces_the_official_output(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("preset", "entry"),
+    ("preset", "released"),
     [
-        ("stereo-sr-refusion-official", "refusion-stereo-sr"),
+        ("shadow-refusion-official", {"net": "refusion-nafnet"}),
+        ("stereo-sr-refusion-official", {"net": "refusion-stereo-sr"}),
+        (
+            "dehaze-latent-official",
+            {"compressor": "refusion-latent-dehaze.L", "net": "refusion-latent-dehaze.G"},
+        ),
     ],
 )
-def test_the_official_stereo_preset_holds_the_released_keys_and_shapes(preset, entry) -> None:
+def test_official_size_presets_hold_exactly_the_released_keys_and_shapes(preset, released) -> None:
+    """A real download imports on the first try: each module of the preset, in the official
+    names, has exactly the released key set and shapes (shared/golden-official/official-keys
+    .json), the official parameter count, and the test config's SDE settings."""
     from irctl.io.state_dict import compare_keys
     from irctl.methods import build_restorer
-    from irctl.methods.official_keys import REFUSION_STEREO
+    from irctl.methods.official_keys import REFUSION_NAFNET, REFUSION_STEREO, compressor_key_map
     from irctl.presets import load_preset
 
-    released = json.loads((OFFICIAL / "official-keys.json").read_text())[entry]
+    listing = json.loads((OFFICIAL / "official-keys.json").read_text())
     restorer = build_restorer(load_preset(preset))
-    ours = {REFUSION_STEREO.to_official(k): v for k, v in restorer.net.state_dict().items()}
-    report = compare_keys(ours, {k: tuple(v) for k, v in released["keys"].items()})
-    assert report.ok, report.message()
-    assert sum(p.numel() for p in restorer.net.parameters()) == released["parameters"]
+    config = restorer.preset
+    key_maps = {
+        "net": REFUSION_STEREO if getattr(config.network, "views", 1) == 2 else REFUSION_NAFNET,
+        "compressor": compressor_key_map(len(config.latent.mult))
+        if "compressor" in released
+        else None,
+    }
+    for module_name, entry in released.items():
+        module = restorer.modules()[module_name]
+        key_map = key_maps[module_name]
+        ours = {key_map.to_official(k): v for k, v in module.state_dict().items()}
+        expected = {k: tuple(v) for k, v in listing[entry]["keys"].items()}
+        report = compare_keys(ours, expected)
+        assert report.ok, f"{entry}: {report.message()}"
+        assert sum(p.numel() for p in module.parameters()) == listing[entry]["parameters"]
+        sde = listing[entry]["sde"]
+        if sde is not None:
+            d = config.diffusion
+            assert (d.T, d.max_sigma, d.schedule, d.eps) == (
+                sde["T"],
+                sde["max_sigma"],
+                sde["schedule"],
+                sde["eps"],
+            )
