@@ -178,6 +178,7 @@ def test_official_stereo_network_reproduces_the_official_output(tmp_path: Path) 
     [
         ("shadow-refusion-official", {"net": "refusion-nafnet"}),
         ("stereo-sr-refusion-official", {"net": "refusion-stereo-sr"}),
+        ("shadow-irsde-official", {"net": "irsde-deshadow"}),
         (
             "dehaze-latent-official",
             {"compressor": "refusion-latent-dehaze.L", "net": "refusion-latent-dehaze.G"},
@@ -190,14 +191,20 @@ def test_official_size_presets_hold_exactly_the_released_keys_and_shapes(preset,
     .json), the official parameter count, and the test config's SDE settings."""
     from irctl.io.state_dict import compare_keys
     from irctl.methods import build_restorer
-    from irctl.methods.official_keys import REFUSION_NAFNET, REFUSION_STEREO, compressor_key_map
+    from irctl.methods.official_keys import (
+        IRSDE_UNET,
+        REFUSION_NAFNET,
+        REFUSION_STEREO,
+        compressor_key_map,
+    )
     from irctl.presets import load_preset
 
     listing = json.loads((OFFICIAL / "official-keys.json").read_text())
     restorer = build_restorer(load_preset(preset))
     config = restorer.preset
+    nafnet = REFUSION_STEREO if getattr(config.network, "views", 1) == 2 else REFUSION_NAFNET
     key_maps = {
-        "net": REFUSION_STEREO if getattr(config.network, "views", 1) == 2 else REFUSION_NAFNET,
+        "net": IRSDE_UNET if config.method == "irsde" else nafnet,
         "compressor": compressor_key_map(len(config.latent.mult))
         if "compressor" in released
         else None,
@@ -219,3 +226,41 @@ def test_official_size_presets_hold_exactly_the_released_keys_and_shapes(preset,
                 sde["schedule"],
                 sde["eps"],
             )
+
+
+IRSDE = OFFICIAL / "irsde-unet"
+
+
+def test_official_irsde_unet_reproduces_the_official_output(tmp_path: Path) -> None:
+    out = tmp_path / "irsde.safetensors"
+    args = ["import", "--preset", "shadow-irsde-official", "--from", str(IRSDE / "ir-sde.pth")]
+    small = ["--set", "network.nf=8", "--set", "network.depth=4"]
+    result = runner.invoke(app, [*args, "--out", str(out), *small])
+    assert result.exit_code == 0, result.output
+    restorer = load_restorer(weights=out, preset=None, task=None, device=torch.device("cpu"))
+    io = np.load(IRSDE / "io.npz")
+    with torch.no_grad():
+        eps = restorer.net(
+            torch.from_numpy(io["xt"]), torch.from_numpy(io["cond"]), torch.from_numpy(io["t"])
+        )
+    assert float((eps - torch.from_numpy(io["out"])).abs().max()) <= 1e-5
+    wrong = runner.invoke(app, [*args, "--out", str(out), "--set", "network.nf=8"])
+    assert wrong.exit_code == 2 and "missing" in wrong.output  # depth 5 has a level more
+
+
+@pytest.mark.parametrize("entry", ["irsde-derain", "irsde-deblur", "irsde-sisr", "irsde-inpaint"])
+def test_irsde_unet_at_the_released_sizes_holds_their_keys(entry: str) -> None:
+    """The other released ir-sde.yml models (their tasks are still to come) fit the network."""
+    from irctl.io.state_dict import compare_keys
+    from irctl.methods.official_keys import IRSDE_UNET
+    from irctl.nets.irsde_unet import IRSDEUNet, IRSDEUNetConfig
+
+    released = json.loads((OFFICIAL / "official-keys.json").read_text())[entry]
+    kwargs = released["kwargs"]
+    net = IRSDEUNet(
+        IRSDEUNetConfig(nf=kwargs["nf"], depth=kwargs["depth"], channels=kwargs["in_nc"])
+    )
+    ours = {IRSDE_UNET.to_official(k): v for k, v in net.state_dict().items()}
+    report = compare_keys(ours, {k: tuple(v) for k, v in released["keys"].items()})
+    assert report.ok, report.message()
+    assert sum(p.numel() for p in net.parameters()) == released["parameters"]

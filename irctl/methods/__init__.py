@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from irctl.config import Preset
 from irctl.methods.base import Restorer
+from irctl.methods.irsde import IRSDERestorer
 from irctl.methods.latent_refusion import LatentRefusionRestorer
 from irctl.methods.refusion import RefusionRestorer
 from irctl.methods.regression import RegressionRestorer
@@ -13,6 +14,7 @@ METHODS: dict[str, type] = {
     "refusion": RefusionRestorer,
     "latent_refusion": LatentRefusionRestorer,
     "regression": RegressionRestorer,
+    "irsde": IRSDERestorer,
 }
 
 

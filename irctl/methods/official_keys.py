@@ -121,6 +121,26 @@ REFUSION_STEREO = KeyMap(
 )
 
 
+#: IR-SDE's ConditionalUNet (official DenoisingUNet_arch.py) → irctl's IRSDEUNet: the time MLP's
+#: Linear layers at 1 and 3, a ResBlock's ``block1.proj``/``block2.proj``/``res_conv``/``mlp``
+#: are ``conv1``/``conv2``/``skip``/``time_proj``, ``Residual(PreNorm(attention))`` is an
+#: AttentionBlock (``fn.norm`` → ``norm``, ``fn.fn.to_qkv``/``to_out`` → ``attn.qkv``/``out``).
+IRSDE_UNET = KeyMap(
+    (
+        ("time_mlp.1.*", "time_embedding.0.*"),
+        ("time_mlp.3.*", "time_embedding.2.*"),
+        ("init_conv.*", "init.*"),
+        ("*.mlp.1.*", "*.time_proj.1.*"),
+        ("*.block1.proj.*", "*.conv1.*"),
+        ("*.block2.proj.*", "*.conv2.*"),
+        ("*.res_conv.*", "*.skip.*"),
+        ("*.fn.fn.to_qkv.*", "*.attn.qkv.*"),
+        ("*.fn.fn.to_out.*", "*.attn.out.*"),
+        ("*.fn.norm.*", "*.norm.*"),
+    )
+)
+
+
 def import_state(
     state: Mapping[str, Tensor], module: nn.Module, key_map: KeyMap, what: str
 ) -> dict[str, Tensor]:

@@ -88,10 +88,11 @@ def noise_network(network: RefusionNetwork) -> nn.Module:
     return ConditionalNAFNet(network)
 
 
-def mean_state(network: RefusionNetwork, lq: Tensor) -> Tensor:
-    """μ, the SDE's mean state, from the model's input: the LQ image itself, or for SR its
-    MATLAB-bicubic upsampling to the output size, unclamped (fact sheet §0)."""
-    return lq if network.upscale == 1 else upscale(lq, network.upscale)
+def mean_state(factor: int, lq: Tensor) -> Tensor:
+    """μ, the SDE's mean state, from the model's input: the LQ image itself, or for SR
+    (``factor`` > 1) its MATLAB-bicubic upsampling to the output size, unclamped (fact sheet
+    §0)."""
+    return lq if factor == 1 else upscale(lq, factor)
 
 
 def view_noise(generator: torch.Generator, lq: Tensor, views: int) -> mrsde.NoiseFn:
@@ -158,10 +159,17 @@ class RefusionRestorer(RestorerBase):
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
-        self.config: RefusionConfig = preset.model
+        self.config = preset.model
         self.schedule = self.config.diffusion.build()
         self.sampling = mrsde_sampling(self.schedule)
-        self.net = noise_network(self.config.network)
+        self.net = self.build_noise_network()
+        network = self.config.network
+        self.views = getattr(network, "views", 1)  # L‖R views the network takes
+        self.upscale = getattr(network, "upscale", 1)  # SR: μ is the bicubic upsampling
+        self.cond_scalars = getattr(network, "cond_scalars", 0)  # global scalars (lenses)
+
+    def build_noise_network(self) -> nn.Module:
+        return noise_network(self.config.network)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -174,7 +182,7 @@ class RefusionRestorer(RestorerBase):
     ) -> tuple[Tensor, dict[str, float]]:
         """Refusion's matching loss (paper eq. 6, official ``MatchingLoss``): L1 between one reverse
         SDE step driven by the predicted noise and the optimal reverse state x*_{t−1}."""
-        mu, x0 = mean_state(self.config.network, batch.lq), batch.gt
+        mu, x0 = mean_state(self.upscale, batch.lq), batch.gt
         n = x0.shape[0]
         t = torch.randint(1, self.schedule.T + 1, (n,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
@@ -204,8 +212,7 @@ class RefusionRestorer(RestorerBase):
         return {"net": import_state(state, self.net, key_map, what)}
 
     def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:
-        wanted = self.config.network.cond_scalars
-        return condition_tensor(self.preset, wanted, cond, lq.shape[0], lq.device)
+        return condition_tensor(self.preset, self.cond_scalars, cond, lq.shape[0], lq.device)
 
     @torch.no_grad()
     def restore(
@@ -217,12 +224,11 @@ class RefusionRestorer(RestorerBase):
         callback: ProgressFn | None = None,
     ) -> Tensor:
         tiler = options.tiles.on_grid(align=self.net.multiple)
-        mu = mean_state(self.config.network, lq)
+        mu = mean_state(self.upscale, lq)
         tiled = tiler.wrap(self.net, *noise_net_roles(condition))
         model = bind_noise_model(tiled, mu, condition)
-        views = self.config.network.views
-        if views > 1 and generator is not None:
-            noise = view_noise(generator, lq, views)
+        if self.views > 1 and generator is not None:
+            noise = view_noise(generator, lq, self.views)
         else:
             noise = mrsde.gaussian_noise(generator)
         return sample_reverse(model, mu, self.schedule, options, noise, callback)
