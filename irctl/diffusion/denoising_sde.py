@@ -47,6 +47,29 @@ def ode_step(x: Tensor, score: Tensor, sched: mrsde.MRSDESchedule, t: int) -> Te
     return x + 0.5 * sigma2 * decay * sched.dt * score
 
 
+def reverse_sde_mean(
+    x: Tensor, score: Tensor, sched: mrsde.MRSDESchedule, t: mrsde.Timestep
+) -> Tensor:
+    """The drift part of one reverse-SDE step t → t−1 (official ``reverse_sde_step_mean``):
+    x − f_sde, f_sde = −½σ_t²·(1 + e^{−2θ̄_t})·ŝ·dt. ``t`` is an int or one per batch item (the
+    training loss)."""
+
+    def coefficient(ti: int) -> float:
+        sigma2 = 2.0 * sched.max_sigma**2 * float(sched.thetas[ti])
+        return 0.5 * sigma2 * (1.0 + math.exp(-2.0 * mrsde.theta_bar(sched, ti))) * sched.dt
+
+    return x + mrsde._factor(coefficient, x, t) * score
+
+
+def optimal_previous_state(
+    x_t: Tensor, x0: Tensor, sched: mrsde.MRSDESchedule, t: mrsde.Timestep
+) -> Tensor:
+    """x*_{t−1}, the mean of p(x_{t−1} | x_t, x_0) with μ = x_0 (official
+    ``reverse_optimum_step``): the training target."""
+    prev = [v - 1 for v in t] if not isinstance(t, int) else t - 1
+    return mrsde.optimal_reverse_state(x_t, x0, x0, sched, t, prev)
+
+
 def timesteps_from(start: int) -> list[int]:
     """The grid start, start − 1, …, 0: every step, as the official sampler runs."""
     return list(range(start, -1, -1))

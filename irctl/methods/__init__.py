@@ -6,6 +6,7 @@ from __future__ import annotations
 from irctl.config import Preset
 from irctl.methods.base import Restorer
 from irctl.methods.irsde import IRSDERestorer
+from irctl.methods.irsde_denoising import IRSDEDenoisingRestorer
 from irctl.methods.latent_refusion import LatentRefusionRestorer
 from irctl.methods.refusion import RefusionRestorer
 from irctl.methods.regression import RegressionRestorer
@@ -15,6 +16,7 @@ METHODS: dict[str, type] = {
     "latent_refusion": LatentRefusionRestorer,
     "regression": RegressionRestorer,
     "irsde": IRSDERestorer,
+    "irsde_denoising": IRSDEDenoisingRestorer,
 }
 
 

@@ -29,7 +29,7 @@ class IRSDENetwork(IRSDEUNetConfig):
         super().__post_init__()
         if not self.mu_input:
             raise ValueError(
-                "the denoising-SDE network (mu_input = false) needs its own SDE, not supported yet"
+                "a network without μ input needs the denoising SDE: method irsde_denoising"
             )
 
 
