@@ -152,6 +152,10 @@ class RestorerBase:
 
     stages: list[str]
 
+    def trainable(self, stage: str) -> dict[str, nn.Module]:
+        """A one-stage method trains every module (its ``modules()``)."""
+        return self.modules()  # type: ignore[attr-defined]
+
     @staticmethod
     def check_preset(preset: Preset) -> None:
         return None

@@ -69,9 +69,6 @@ class RegressionRestorer(RestorerBase):
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
 
-    def trainable(self, stage: str) -> dict[str, nn.Module]:
-        return self.modules()
-
     def loss(
         self, batch: Batch, generator: torch.Generator, stage: str | None = None
     ) -> tuple[Tensor, dict[str, float]]:
