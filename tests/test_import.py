@@ -29,18 +29,48 @@ GAIN = ["--set", "network.layer_norm=gain"]
 runner = CliRunner()
 
 
+@pytest.fixture()
+def official(tmp_path: Path):
+    """``official(case_dir, "name.pth")``: the official checkpoint file, written with
+    ``torch.save`` from its tensors (stored as ``name.safetensors`` with the key order in the
+    metadata, so no pickle is tracked in the repository). torch 2.13 writes the very bytes the
+    official code wrote: each file is held to the official SHA-256 in its case.json."""
+    import collections
+    import hashlib
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    def write(case_dir: Path, name: str) -> Path:
+        stored = case_dir / name.replace(".pth", ".safetensors")
+        with safe_open(str(stored), framework="pt") as fh:
+            order = json.loads(fh.metadata()["order"])
+        tensors = load_file(str(stored))
+        path = tmp_path / "official" / case_dir.name / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            torch.save(collections.OrderedDict((k, tensors[k]) for k in order), path)
+        official_sha = json.loads((case_dir / "case.json").read_text())["files"][name]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == official_sha, name
+        return path
+
+    return write
+
+
 def _import(source: Path, out: Path, *extra: str):
     args = ["import", "--preset", "denoise-tiny", "--from", str(source), "--out", str(out)]
     return runner.invoke(app, [*args, "--json", *extra])
 
 
-def test_official_refusion_nafnet_reproduces_the_official_output(tmp_path: Path) -> None:
+def test_official_refusion_nafnet_reproduces_the_official_output(official, tmp_path: Path) -> None:
     out = tmp_path / "refusion.safetensors"
-    result = _import(REFUSION / "refusion.pth", out, *SMALL, *GAIN)
+    result = _import(official(REFUSION, "refusion.pth"), out, *SMALL, *GAIN)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     case = json.loads((REFUSION / "case.json").read_text())
-    assert report["sha256"] == {str(REFUSION / "refusion.pth"): case["files"]["refusion.pth"]}
+    assert report["sha256"] == {
+        str(official(REFUSION, "refusion.pth")): case["files"]["refusion.pth"]
+    }
     assert report["tensors"] == 200
     restorer = load_restorer(weights=out, preset=None, task=None, device=torch.device("cpu"))
     io = np.load(REFUSION / "io.npz")
@@ -76,16 +106,18 @@ def test_official_refusion_nafnet_reproduces_the_official_output(tmp_path: Path)
     assert (tmp_path / "out" / "a.png").is_file()
 
 
-def test_a_checkpoint_of_other_sizes_names_the_first_mismatched_keys(tmp_path: Path) -> None:
+def test_a_checkpoint_of_other_sizes_names_the_first_mismatched_keys(
+    official, tmp_path: Path
+) -> None:
     out = tmp_path / "w.safetensors"
-    result = _import(REFUSION / "refusion.pth", out, *GAIN)  # denoise-tiny is width 16
+    result = _import(official(REFUSION, "refusion.pth"), out, *GAIN)  # denoise-tiny is width 16
     assert result.exit_code == 2 and not out.exists()
     line = result.output.strip()
     assert (
         "\n" not in line and "mis-shaped (time_mlp.1.weight is (64, 8), expected (128, 16)" in line
     )
     assert "unexpected (encoders.3.1.beta" in line
-    layer_norm = _import(REFUSION / "refusion.pth", out, *SMALL)
+    layer_norm = _import(official(REFUSION, "refusion.pth"), out, *SMALL)
     assert layer_norm.exit_code == 2 and 'network.layer_norm = "gain"' in layer_norm.output
 
 
@@ -97,7 +129,9 @@ class _CallOnLoad:
         return self.function, self.args
 
 
-def test_a_hostile_or_truncated_file_imports_nothing_and_runs_nothing(tmp_path: Path) -> None:
+def test_a_hostile_or_truncated_file_imports_nothing_and_runs_nothing(
+    official, tmp_path: Path
+) -> None:
     marker = tmp_path / "pwned"
     hostile = tmp_path / "evil.pth"
     with zipfile.ZipFile(hostile, "w") as archive:
@@ -109,7 +143,7 @@ def test_a_hostile_or_truncated_file_imports_nothing_and_runs_nothing(tmp_path: 
     assert result.exit_code == 2 and "refused" in result.output
     assert not marker.exists() and not out.exists()
     truncated = tmp_path / "cut.pth"
-    truncated.write_bytes((REFUSION / "refusion.pth").read_bytes()[:100_000])
+    truncated.write_bytes((official(REFUSION, "refusion.pth")).read_bytes()[:100_000])
     result = _import(truncated, out, *SMALL, *GAIN)
     assert result.exit_code == 2 and str(truncated) in result.output and not out.exists()
     assert len(result.output.strip().splitlines()) == 1
@@ -125,11 +159,13 @@ LATENT_SMALL = [
 ]  # fmt: skip
 
 
-def test_official_latent_dehazing_reproduces_encode_noise_and_decode(tmp_path: Path) -> None:
+def test_official_latent_dehazing_reproduces_encode_noise_and_decode(
+    official, tmp_path: Path
+) -> None:
     """Released as two files (compressor L, noise network G), given in any order."""
     out = tmp_path / "latent.safetensors"
-    files = ["--from", str(LATENT / "latent-reffusion-dehazing.pth")]
-    files += ["--from", str(LATENT / "latent-dehazing.pth")]
+    files = ["--from", str(official(LATENT, "latent-reffusion-dehazing.pth"))]
+    files += ["--from", str(official(LATENT, "latent-dehazing.pth"))]
     args = ["import", "--preset", "dehaze-latent-tiny", *files, "--out", str(out)]
     result = runner.invoke(app, [*args, *LATENT_SMALL])
     assert result.exit_code == 0, result.output
@@ -157,9 +193,15 @@ STEREO_SMALL = [
 ]  # fmt: skip
 
 
-def test_official_stereo_network_reproduces_the_official_output(tmp_path: Path) -> None:
+def test_official_stereo_network_reproduces_the_official_output(official, tmp_path: Path) -> None:
     out = tmp_path / "stereo.safetensors"
-    args = ["import", "--preset", "stereo-sr-tiny", "--from", str(STEREO / "reffusion-ssr.pth")]
+    args = [
+        "import",
+        "--preset",
+        "stereo-sr-tiny",
+        "--from",
+        str(official(STEREO, "reffusion-ssr.pth")),
+    ]
     result = runner.invoke(app, [*args, "--out", str(out), *STEREO_SMALL])
     assert result.exit_code == 0, result.output
     restorer = load_restorer(weights=out, preset=None, task=None, device=torch.device("cpu"))
@@ -186,7 +228,9 @@ def test_official_stereo_network_reproduces_the_official_output(tmp_path: Path) 
         ),
     ],
 )
-def test_official_size_presets_hold_exactly_the_released_keys_and_shapes(preset, released) -> None:
+def test_official_size_presets_hold_exactly_the_released_keys_and_shapes(
+    official, preset, released
+) -> None:
     """A real download imports on the first try: each module of the preset, in the official
     names, has exactly the released key set and shapes (shared/golden-official/official-keys
     .json), the official parameter count, and the test config's SDE settings."""
@@ -229,9 +273,15 @@ def test_official_size_presets_hold_exactly_the_released_keys_and_shapes(preset,
 IRSDE = OFFICIAL / "irsde-unet"
 
 
-def test_official_irsde_unet_reproduces_the_official_output(tmp_path: Path) -> None:
+def test_official_irsde_unet_reproduces_the_official_output(official, tmp_path: Path) -> None:
     out = tmp_path / "irsde.safetensors"
-    args = ["import", "--preset", "shadow-irsde-official", "--from", str(IRSDE / "ir-sde.pth")]
+    args = [
+        "import",
+        "--preset",
+        "shadow-irsde-official",
+        "--from",
+        str(official(IRSDE, "ir-sde.pth")),
+    ]
     small = ["--set", "network.nf=8", "--set", "network.depth=4"]
     result = runner.invoke(app, [*args, "--out", str(out), *small])
     assert result.exit_code == 0, result.output
@@ -247,7 +297,7 @@ def test_official_irsde_unet_reproduces_the_official_output(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("entry", ["irsde-derain", "irsde-deblur", "irsde-sisr", "irsde-inpaint"])
-def test_irsde_unet_at_the_released_sizes_holds_their_keys(entry: str) -> None:
+def test_irsde_unet_at_the_released_sizes_holds_their_keys(official, entry: str) -> None:
     """The other released ir-sde.yml models (their tasks are still to come) fit the network."""
     from irctl.io.state_dict import compare_keys
     from irctl.methods.official_keys import IRSDE_UNET
@@ -264,11 +314,19 @@ def test_irsde_unet_at_the_released_sizes_holds_their_keys(entry: str) -> None:
     assert sum(p.numel() for p in net.parameters()) == released["parameters"]
 
 
-def test_official_irsde_denoising_network_reproduces_the_official_output(tmp_path: Path) -> None:
+def test_official_irsde_denoising_network_reproduces_the_official_output(
+    official, tmp_path: Path
+) -> None:
     """The denoising-SDE network sees x_t alone and has full attention in its middle."""
     case = OFFICIAL / "irsde-unet-denoising"
     out = tmp_path / "denoise.safetensors"
-    args = ["import", "--preset", "denoise-irsde-official", "--from", str(case / "ir-sde.pth")]
+    args = [
+        "import",
+        "--preset",
+        "denoise-irsde-official",
+        "--from",
+        str(official(case, "ir-sde.pth")),
+    ]
     small = ["--set", "network.nf=8", "--set", "network.depth=4"]
     result = runner.invoke(app, [*args, "--out", str(out), *small])
     assert result.exit_code == 0, result.output
