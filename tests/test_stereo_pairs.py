@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 
 from irctl.io.images import read_image, write_image
+from irctl.io.outputs import all_done, remove_stale_output_partials, write_all_atomically
 from irctl.io.stereo import (
     NOT_A_VIEW,
     StereoPair,
     output_paths,
-    pair_done,
     pair_views,
-    remove_stale_pair_partials,
-    write_pair_atomically,
 )
 
 
@@ -367,6 +365,15 @@ def failing_writer(path: Path) -> None:
     raise RuntimeError("encoder failed")
 
 
+def write_pair_atomically(left, right, write_left, write_right) -> None:
+    """A stereo pair as the restore loop commits it: the left view first, i.e. renamed last."""
+    write_all_atomically([(left, write_left), (right, write_right)])
+
+
+def pair_done(left, right) -> bool:
+    return all_done([left, right])
+
+
 def test_write_pair_writes_both_and_leaves_no_temp(tmp_path):
     left, right = tmp_path / "out/sub/x_L.png", tmp_path / "out/sub/x_R.png"
     seen: list[Path] = []
@@ -505,7 +512,7 @@ def test_remove_stale_pair_partials_removes_dead_writers_temps_only(tmp_path):
         f".live_L.png.{os.getpid()}.0a1b2c3d.partial.png",
         "not.a.partial.png",
     )
-    removed = remove_stale_pair_partials(out)
+    removed = remove_stale_output_partials(out)
     assert [p.relative_to(out).as_posix() for p in removed] == [
         f".x_L.png.{dead_pid}.0a1b2c3d.partial.png",
         f".z_L.png.{dead_pid}.0a1b2c3d.partial",

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from irctl.io.folders import _same_file
-from irctl.io.images import _partial_name
+from irctl.io.images import PARTIAL_SUFFIX, _partial_name, _partial_pid, _process_alive
 
 #: (destination, writer): the writer writes the file it is given (a temp path next to the
 #: destination, with the destination's suffix so encoders still pick the format from it).
@@ -41,8 +42,8 @@ def write_all_atomically(writes: Sequence[OutputWrite]) -> None:
        killed while replacing an old set would leave new files beside an old marker, which
        :func:`all_done` would accept.
 
-    Temps left by a killed process are hidden files;
-    :func:`irctl.io.stereo.remove_stale_pair_partials` deletes them. Two writers must not write
+    Temps left by a killed process are hidden files; :func:`remove_stale_output_partials`
+    deletes them. Two writers must not write
     the same outputs at the same time.
     """
     paths = [Path(path) for path, _ in writes]
@@ -103,3 +104,40 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def remove_stale_output_partials(
+    directory: str | os.PathLike[str], *, min_age_s: float = 0.0
+) -> list[Path]:
+    """Delete temp files of :func:`write_all_atomically` left by killed runs.
+
+    These temps end in ``.partial<ext>`` (e.g. ``.partial.png``), which
+    :func:`irctl.io.images.remove_stale_partials` does not recognise; this removes those
+    (and plain ``.partial`` temps) whose writer process is gone, keeping ones younger
+    than ``min_age_s`` seconds, exactly like that function.
+    """
+    removed: list[Path] = []
+    for current, _dirs, files in os.walk(directory):
+        for name in files:
+            pid = _output_partial_pid(name)
+            if pid is None or _process_alive(pid):
+                continue
+            candidate = Path(current) / name
+            if min_age_s > 0:
+                try:
+                    if time.time() - candidate.stat().st_mtime < min_age_s:
+                        continue
+                except OSError:
+                    continue
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return sorted(removed)
+
+
+def _output_partial_pid(name: str) -> int | None:
+    if name.endswith(PARTIAL_SUFFIX):
+        return _partial_pid(name)
+    stripped, dot, _ext = name.rpartition(".")
+    if not dot:
+        return None
+    return _partial_pid(stripped)

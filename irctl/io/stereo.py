@@ -44,28 +44,23 @@ Bad names never raise: :func:`pair_views` returns them as ``(path, reason)`` err
 batch reports them and goes on with the other pairs.
 
 Outputs are always named with convention 1 (``<stem>_L.<ext>``, ``<stem>_R.<ext>``), see
-:func:`output_paths`, and written with :func:`write_pair_atomically`, which guarantees that
-:func:`pair_done` is True only for a pair whose two files come from one completed write.
+:func:`output_paths`; the restore loop writes both as one commit
+(:func:`irctl.io.outputs.write_all_atomically`, the left view last).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from irctl.io.folders import _normalise_ext, _relative_to_root, _same_file
 from irctl.io.images import (
-    PARTIAL_SUFFIX,
     SUPPORTED_SUFFIXES,
-    _partial_pid,
-    _process_alive,
 )
-from irctl.io.outputs import all_done, write_all_atomically
 
 LEFT = "left"
 RIGHT = "right"
@@ -267,60 +262,3 @@ def output_paths(pair: StereoPair, dst: Path, ext: str) -> tuple[Path, Path]:
                     "choose another output folder or extension"
                 )
     return outputs
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def write_pair_atomically(
-    left_path: Path,
-    right_path: Path,
-    write_left: Callable[[Path], None],
-    write_right: Callable[[Path], None],
-) -> None:
-    """Write both views so that :func:`pair_done` never sees a mixed or partial pair: the left
-    view is the commit marker (:func:`irctl.io.outputs.write_all_atomically`)."""
-    write_all_atomically([(left_path, write_left), (right_path, write_right)])
-
-
-def pair_done(left_path: Path, right_path: Path) -> bool:
-    """True when both outputs exist; with :func:`write_pair_atomically` that means the
-    pair was completely written by one run, so a resume may skip it."""
-    return all_done([left_path, right_path])
-
-
-def remove_stale_pair_partials(
-    directory: str | os.PathLike[str], *, min_age_s: float = 0.0
-) -> list[Path]:
-    """Delete temp files of :func:`write_pair_atomically` left by killed runs.
-
-    The pair temps end in ``.partial<ext>`` (e.g. ``.partial.png``), which
-    :func:`irctl.io.images.remove_stale_partials` does not recognise; this removes those
-    (and plain ``.partial`` temps) whose writer process is gone, keeping ones younger
-    than ``min_age_s`` seconds, exactly like that function.
-    """
-    removed: list[Path] = []
-    for current, _dirs, files in os.walk(directory):
-        for name in files:
-            pid = _pair_partial_pid(name)
-            if pid is None or _process_alive(pid):
-                continue
-            candidate = Path(current) / name
-            if min_age_s > 0:
-                try:
-                    if time.time() - candidate.stat().st_mtime < min_age_s:
-                        continue
-                except OSError:
-                    continue
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-    return sorted(removed)
-
-
-def _pair_partial_pid(name: str) -> int | None:
-    if name.endswith(PARTIAL_SUFFIX):
-        return _partial_pid(name)
-    stripped, dot, _ext = name.rpartition(".")
-    if not dot:
-        return None
-    return _partial_pid(stripped)
