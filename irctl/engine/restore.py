@@ -38,7 +38,7 @@ from irctl.engine.models import (
     set_threads,
 )
 from irctl.io.folders import discover, shard
-from irctl.io.images import Image, ImageReadError, remove_stale_partials, write_image
+from irctl.io.images import Image, ImageReadError, write_image
 from irctl.io.outputs import all_done, remove_stale_output_partials, write_all_atomically
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.tasks import DEFAULT_TASK, all_task_options, get_task
@@ -300,7 +300,7 @@ def restore_folder(
     except (FileNotFoundError, CheckpointError, PresetError, ValueError) as err:
         raise UsageError(str(err)) from None
     request.dst.mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale_partials(request.dst) + remove_stale_output_partials(request.dst):
+    for stale in remove_stale_output_partials(request.dst):
         reporter.info(f"removed an unfinished temp file from an interrupted run: {stale}")
     planned = task.plan(
         files, request.dst, src_root=src_root, ext=request.ext, suffix=request.suffix

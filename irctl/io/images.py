@@ -537,27 +537,33 @@ def _atomic_write_bytes(destination: Path, data: bytes) -> None:
 
 
 def remove_stale_partials(
-    directory: str | os.PathLike[str], *, min_age_s: float = 0.0
+    directory: str | os.PathLike[str],
+    *,
+    min_age_s: float = 0.0,
+    pid_of: Callable[[str], int | None] | None = None,
 ) -> list[Path]:
     """Delete temp files left in ``directory`` (recursively) by a killed run.
 
-    Only files named like :func:`write_image`'s temp files are touched. A temp file whose
-    writer process is still alive on this machine is kept, so shards sharing an output
-    folder do not delete each other's in-flight writes; ``min_age_s`` additionally keeps
+    Only files named like :func:`write_image`'s temp files are touched (``pid_of`` reads the
+    writer's pid from another naming, e.g. irctl/io/outputs.py's, None for other files). A temp
+    file whose writer process is still alive on this machine is kept, so shards sharing an
+    output folder do not delete each other's in-flight writes; ``min_age_s`` additionally keeps
     recent ones, for writers on other machines of a shared filesystem.
     """
     removed: list[Path] = []
     for root, _dirs, files in os.walk(directory):
         for name in files:
             candidate = Path(root) / name
-            if _is_stale_partial(candidate, min_age_s):
+            if _is_stale_partial(candidate, min_age_s, pid_of or _partial_pid):
                 candidate.unlink(missing_ok=True)
                 removed.append(candidate)
     return sorted(removed)
 
 
-def _is_stale_partial(candidate: Path, min_age_s: float) -> bool:
-    pid = _partial_pid(candidate.name)
+def _is_stale_partial(
+    candidate: Path, min_age_s: float, pid_of: Callable[[str], int | None]
+) -> bool:
+    pid = pid_of(candidate.name)
     if pid is None or _process_alive(pid):
         return False
     if min_age_s <= 0:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from irctl.io.folders import _same_file
-from irctl.io.images import PARTIAL_SUFFIX, _partial_name, _partial_pid, _process_alive
+from irctl.io.images import PARTIAL_SUFFIX, _partial_name, _partial_pid, remove_stale_partials
 
 #: (destination, writer): the writer writes the file it is given (a temp path next to the
 #: destination, with the destination's suffix so encoders still pick the format from it).
@@ -109,29 +108,11 @@ def _fsync_directory(directory: Path) -> None:
 def remove_stale_output_partials(
     directory: str | os.PathLike[str], *, min_age_s: float = 0.0
 ) -> list[Path]:
-    """Delete temp files of :func:`write_all_atomically` left by killed runs.
-
-    These temps end in ``.partial<ext>`` (e.g. ``.partial.png``), which
-    :func:`irctl.io.images.remove_stale_partials` does not recognise; this removes those
-    (and plain ``.partial`` temps) whose writer process is gone, keeping ones younger
-    than ``min_age_s`` seconds, exactly like that function.
-    """
-    removed: list[Path] = []
-    for current, _dirs, files in os.walk(directory):
-        for name in files:
-            pid = _output_partial_pid(name)
-            if pid is None or _process_alive(pid):
-                continue
-            candidate = Path(current) / name
-            if min_age_s > 0:
-                try:
-                    if time.time() - candidate.stat().st_mtime < min_age_s:
-                        continue
-                except OSError:
-                    continue
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-    return sorted(removed)
+    """Delete temp files of :func:`write_all_atomically` left by killed runs: those end in
+    ``.partial<ext>`` (e.g. ``.partial.png``), which :func:`irctl.io.images.remove_stale_partials`
+    alone does not recognise. Plain ``.partial`` temps (single outputs) go too, by the same rule:
+    the writer process is gone (and the file older than ``min_age_s``)."""
+    return remove_stale_partials(directory, min_age_s=min_age_s, pid_of=_output_partial_pid)
 
 
 def _output_partial_pid(name: str) -> int | None:
