@@ -28,6 +28,11 @@ class DegradationConfig:
     lens_default: tuple[str, ...] = ()
     #: held-out photo i is rendered with pair i (cycled), written "SRC>TGT"
     heldout_lenses: tuple[str, ...] = ()
+    #: set for a model conditioned on the NTIRE 2023 per-image disparity (the released
+    #: latent-bokeh net): the value `restore` assumes for an image whose lens table has none,
+    #: and the one synthetic training and held-out pairs are labelled with (they have no
+    #: disparity of their own). None: lens codes only.
+    bokeh_disparity: float | None = None
     # shadow: cast shadows (irctl/data/shadow.py); this share of training photos gets none, so
     # a model learns to leave shadow-free photos alone
     shadow_free: float = 0.1

@@ -199,3 +199,20 @@ def test_unknown_lens_message_lists_every_lens():
     assert isinstance(info.value, ValueError)
     assert "\n" not in message and "Sony85mmf1.4BS" in message
     assert all(name in message for name in NTIRE_NAMES)
+
+
+def test_disparity_conditioned_pairs_carry_the_preset_disparity_after_the_lens_codes():
+    """Synthetic renders have no NTIRE disparity: a disparity-conditioned preset labels every
+    pair with its ``bokeh_disparity``, so training and held-out tables feed the net 3 scalars."""
+    from irctl.config import DegradationConfig
+    from irctl.data.degrade import build_pair_synthesis
+
+    lenses = ("Sony50mmf1.8BS", "Canon50mmf16.0BS")
+    clean = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    plain = DegradationConfig(kind="bokeh", lenses=lenses)
+    with_disparity = DegradationConfig(kind="bokeh", lenses=lenses, bokeh_disparity=35.0)
+    a = build_pair_synthesis(plain)(clean, torch.Generator().manual_seed(1))
+    b = build_pair_synthesis(with_disparity)(clean, torch.Generator().manual_seed(1))
+    assert a.cond.shape == (3, 2) and b.cond.shape == (3, 3)
+    assert torch.equal(b.cond[:, :2], a.cond) and torch.all(b.cond[:, 2] == 35.0)
+    assert torch.equal(a.lq, b.lq) and torch.equal(a.gt, b.gt)

@@ -185,6 +185,75 @@ def test_official_latent_dehazing_reproduces_encode_noise_and_decode(
     assert one.exit_code == 2 and "two files" in one.output
 
 
+BOKEH = OFFICIAL / "refusion-latent-bokeh"
+#: the golden latent-bokeh case's sizes (the official preset's layout at width 8)
+BOKEH_SMALL = [
+    "--set", "latent.channels=8", "--set", "network.width=8",
+    "--set", "network.enc_blocks=[1,1,1,1]", "--set", "network.middle_blocks=1",
+    "--set", "network.dec_blocks=[1,1,1,1]",
+]  # fmt: skip
+
+
+def test_official_latent_bokeh_reproduces_encode_noise_and_decode(official, tmp_path: Path) -> None:
+    """The lens- and disparity-conditioned net, fed through irctl's own lens path: the
+    challenge's meta.txt line gives the conditioning (the official dataset's ×10 lens codes
+    160 and −18, disparity 25, are the network's scaling here)."""
+    from irctl.conditioning import Conditioning
+    from irctl.io.lens_meta import build_lens_conditioner
+
+    out = tmp_path / "bokeh.safetensors"
+    files = ["--from", str(official(BOKEH, "latent-bokeh.pth"))]
+    files += ["--from", str(official(BOKEH, "latent-reffusion-bokeh.pth"))]
+    args = ["import", "--preset", "bokeh-latent-official", *files, "--out", str(out)]
+    result = runner.invoke(app, [*args, *BOKEH_SMALL])
+    assert result.exit_code == 0, result.output
+    restorer = load_restorer(weights=out, preset=None, task=None, device=torch.device("cpu"))
+    meta = tmp_path / "meta.txt"
+    meta.write_text("00007, Sony50mmf16.0BS, Canon50mmf1.8BS, 25\n")
+    lenses = build_lens_conditioner(
+        meta=meta, src_root=None, src_lens=None, tgt_lens=None, preset_disparity=35.0
+    )
+    io = np.load(BOKEH / "io.npz")
+    lq = torch.from_numpy(io["lq"])
+    cond = restorer.condition(lq, lenses(tmp_path / "00007.png"))
+    with torch.no_grad():
+        latent, skips = restorer.compressor.encode(lq)
+        eps = restorer.net(
+            torch.from_numpy(io["xt"]),
+            torch.from_numpy(io["latent_lq"]),
+            torch.from_numpy(io["t"]),
+            cond,
+        )
+        decoded = restorer.compressor.decode(torch.from_numpy(io["xt"]), skips)
+    h, w = io["lq"].shape[-2:]
+    for ours, theirs in ((latent, "latent_lq"), (eps, "noise"), (decoded[..., :h, :w], "decoded")):
+        assert float((ours - torch.from_numpy(io[theirs])).abs().max()) <= 1e-5, theirs
+    # the disparity matters: the preset's default (35) instead of the table's 25 changes ε̂
+    other = restorer.condition(lq, Conditioning((16.0, -1.8, 35.0)))
+    with torch.no_grad():
+        moved = restorer.net(
+            torch.from_numpy(io["xt"]),
+            torch.from_numpy(io["latent_lq"]),
+            torch.from_numpy(io["t"]),
+            other,
+        )
+    assert float((moved - eps).abs().max()) > 1e-3
+    # ... and restores a folder: the challenge's meta.txt beside the images gives lenses and
+    # disparity; an image it does not list takes the flags.
+    from irctl.data.datasets import load_photo
+    from irctl.io.images import write_image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("00007.png", "extra.png"):
+        write_image(src / name, load_photo("chelsea")[:40, :56], dtype=np.uint8)
+    (src / "meta.txt").write_text(meta.read_text())
+    restore = ["restore", "--weights", str(out), "--src", str(src), "--dst", str(tmp_path / "o")]
+    restored = runner.invoke(app, [*restore, "--steps", "2", "--disparity", "30"])
+    assert restored.exit_code == 0, restored.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["00007.png", "extra.png"]
+
+
 STEREO = OFFICIAL / "refusion-stereo"
 STEREO_SMALL = [
     "--set", "network.width=8", "--set", "network.enc_blocks=[1,1,1,2]",
@@ -221,6 +290,10 @@ def test_official_stereo_network_reproduces_the_official_output(official, tmp_pa
         ("shadow-refusion-official", {"net": "refusion-nafnet"}),
         ("stereo-sr-refusion-official", {"net": "refusion-stereo-sr"}),
         ("shadow-irsde-official", {"net": "irsde-deshadow"}),
+        (
+            "bokeh-latent-official",
+            {"compressor": "refusion-latent-bokeh.L", "net": "refusion-latent-bokeh.G"},
+        ),
         ("denoise-irsde-official", {"net": "irsde-denoise"}),
         (
             "dehaze-latent-official",
@@ -238,6 +311,7 @@ def test_official_size_presets_hold_exactly_the_released_keys_and_shapes(
     from irctl.methods import build_restorer
     from irctl.methods.official_keys import (
         IRSDE_UNET,
+        REFUSION_LATENT_BOKEH,
         REFUSION_NAFNET,
         REFUSION_STEREO,
         compressor_key_map,
@@ -248,6 +322,8 @@ def test_official_size_presets_hold_exactly_the_released_keys_and_shapes(
     restorer = build_restorer(load_preset(preset))
     config = restorer.preset
     nafnet = REFUSION_STEREO if getattr(config.network, "views", 1) == 2 else REFUSION_NAFNET
+    if getattr(config.network, "cond_scalars", 0) == 3:
+        nafnet = REFUSION_LATENT_BOKEH
     key_maps = {
         "net": IRSDE_UNET if config.method.startswith("irsde") else nafnet,
         "compressor": compressor_key_map(len(config.latent.mult))

@@ -98,3 +98,55 @@ def test_duplicate_rows_and_half_given_flags_are_errors(tmp_path: Path) -> None:
         read_lens_table(dup)
     with pytest.raises(ValueError, match="both --src-lens and --tgt-lens"):
         build_lens_conditioner(meta=None, src_root=None, src_lens="Sony50mmf1.8BS", tgt_lens=None)
+
+
+def test_disparity_from_the_ntire_meta_txt_the_flag_or_the_preset(tmp_path: Path) -> None:
+    """The released latent-bokeh net takes a third scalar: the challenge's meta.txt (found in
+    the source folder) gives it per image; --disparity covers the rest, else the preset's."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "meta.txt").write_text(
+        "00000, Sony50mmf1.8BS, Sony50mmf16.0BS, 35\n\n00001, Canon50mmf1.4BS, Sony50mmf1.8BS, 12.5\n"
+    )
+    lenses = build_lens_conditioner(
+        meta=None,
+        src_root=src,
+        src_lens="Sony50mmf16.0BS",
+        tgt_lens="Sony50mmf1.8BS",
+        disparity=20.0,
+        preset_disparity=35.0,
+    )
+    assert lenses(src / "00000.jpg").scalars == (1.8, 16.0, 35.0)
+    assert lenses(src / "00001.png").scalars == (-1.4, 1.8, 12.5)
+    assert lenses(src / "other.png").scalars == (16.0, 1.8, 20.0)
+    preset_only = build_lens_conditioner(
+        meta=None, src_root=src, src_lens=None, tgt_lens=None, preset_disparity=35.0
+    )
+    assert preset_only(src / "00001.png").scalars == (-1.4, 1.8, 12.5)
+    # a two-scalar model ignores the table's disparity, and refuses the flag up front
+    plain = build_lens_conditioner(meta=None, src_root=src, src_lens=None, tgt_lens=None)
+    assert plain(src / "00000.jpg").scalars == (1.8, 16.0)
+    with pytest.raises(ValueError, match="--disparity is for a model conditioned on it"):
+        build_lens_conditioner(meta=None, src_root=src, src_lens=None, tgt_lens=None, disparity=3.0)
+
+
+def test_csv_disparity_column_and_bad_disparities(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "file,src_lens,tgt_lens,disparity\na.png,Sony50mmf1.8BS,Sony50mmf16.0BS,40\n"
+        "b.png,Sony50mmf1.8BS,Sony50mmf16.0BS,\n"
+    )
+    rows = read_lens_table(table)
+    assert (rows["a.png"].disparity, rows["b.png"].disparity) == (40.0, None)
+    lenses = build_lens_conditioner(meta=table, src_root=None, src_lens=None, tgt_lens=None)
+    lenses.with_disparity = True
+    with pytest.raises(ValueError, match="no disparity for this image"):
+        lenses(tmp_path / "b.png")
+    for bad, match in (
+        ("00000, Sony50mmf1.8BS, Sony50mmf16.0BS\n", r"m\.txt line 1: expected 4"),
+        ("00000, Sony50mmf1.8BS, Sony50mmf16.0BS, far\n", "line 1: could not convert"),
+        ("00000, Sony50mmf1.8BS, Sony50mmf16.0BS, nan\n", "finite"),
+    ):
+        (tmp_path / "m.txt").write_text(bad)
+        with pytest.raises(LensMetaError, match=match):
+            read_lens_table(tmp_path / "m.txt")

@@ -82,3 +82,21 @@ def test_cross_section_consistency_is_the_methods_check() -> None:
     data["network"]["upscale"] = 2
     with pytest.raises(PresetError, match="upscale"):
         preset_from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "scalars", "disparity"),
+    [
+        ("bokeh-latent-official", 2, 35.0),
+        ("bokeh-pixel-tiny", 2, 35.0),
+        ("bokeh-latent-tiny", 3, None),
+    ],
+)
+def test_a_bokeh_network_takes_as_many_scalars_as_the_task_gives(name, scalars, disparity) -> None:
+    """Lens codes, and the disparity when the preset sets one: anything else is refused at load."""
+    data = preset_to_dict(load_preset(name))
+    data["network"]["cond_scalars"] = scalars
+    data["network"]["cond_scale"] = []
+    data["degradation"]["bokeh_disparity"] = disparity
+    with pytest.raises(PresetError, match="a bokeh model is conditioned on"):
+        preset_from_dict(data)

@@ -66,6 +66,9 @@ def _bokeh_pair(cfg: DegradationConfig, fixed: tuple[str, str] | None = None) ->
 
     def synth(clean: Tensor, g: torch.Generator) -> Batch:
         lq, gt, codes = bokeh_pair(clean, g, cfg.lenses, cfg.bokeh_max_radius, fixed)
+        if cfg.bokeh_disparity is not None:
+            label = torch.full_like(codes[:, :1], cfg.bokeh_disparity)
+            codes = torch.cat([codes, label], dim=1)
         if cfg.quantize:
             lq, gt = quantize_8bit(lq), quantize_8bit(gt)
         return Batch(lq=lq, gt=gt, cond=codes)

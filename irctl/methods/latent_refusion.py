@@ -24,9 +24,15 @@ from irctl.config import Preset
 from irctl.data.batch import Batch
 from irctl.diffusion import mrsde
 from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions
-from irctl.methods.official_keys import REFUSION_NAFNET, compressor_key_map, import_state
+from irctl.methods.official_keys import (
+    REFUSION_LATENT_BOKEH,
+    REFUSION_NAFNET,
+    compressor_key_map,
+    import_state,
+)
 from irctl.methods.refusion import (
     bind_noise_model,
+    check_lens_scalars,
     condition_tensor,
     matching_loss,
     mrsde_sampling,
@@ -62,6 +68,7 @@ class LatentRefusionRestorer(RestorerBase):
         """Images, not stereo pairs: the compressor and the network see one view."""
         if preset.degradation.kind == "stereo_sr":
             raise ValueError("latent Refusion restores single images, not stereo pairs")
+        check_lens_scalars(preset, preset.model.network)
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset
@@ -137,10 +144,11 @@ class LatentRefusionRestorer(RestorerBase):
         return self.decode(z, padded_lq, compressor_tiler)[..., :h, :w]
 
     def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
-        """The released latent-dehazing model: two files, the U-Net compressor
-        (``pretrain_model_L``, told apart by its ``init_conv``) and the latent ConditionalNAFNet
-        (``pretrain_model_G``), for a preset of their sizes with the official layer norm (and
-        ``global_skip``, which no weight shows: the dehazing net adds its intro features)."""
+        """The released latent models: two files, the U-Net compressor (``pretrain_model_L``,
+        told apart by its ``init_conv``) and the latent ConditionalNAFNet (``pretrain_model_G``),
+        for a preset of their sizes with the official layer norm. The dehazing net is the plain
+        layout (with ``global_skip``, which no weight shows); a preset with three conditioning
+        scalars is the bokeh net, whose lens/disparity MLP has its own names."""
         if len(states) != 2:
             raise ValueError(
                 f"latent Refusion is released as two files (compressor and noise network), "
@@ -153,10 +161,12 @@ class LatentRefusionRestorer(RestorerBase):
             )
         (compressor,) = compressors
         (noise_net,) = [s for s in states if s is not compressor]
-        if self.config.network.layer_norm != "gain" or self.config.network.cond_scalars:
+        network = self.config.network
+        official_layout = {0: REFUSION_NAFNET, 3: REFUSION_LATENT_BOKEH}
+        if network.layer_norm != "gain" or network.cond_scalars not in official_layout:
             raise ValueError(
-                'importing needs the official noise network: network.layer_norm = "gain", no '
-                "lens conditioning (the lens-conditioned bokeh net is not supported yet)"
+                'importing needs an official noise network: network.layer_norm = "gain" and '
+                "no conditioning (dehazing) or three scalars (bokeh: lenses and disparity)"
             )
         key_map = compressor_key_map(len(self.config.latent.mult))
         name = self.preset.name
@@ -164,7 +174,12 @@ class LatentRefusionRestorer(RestorerBase):
             "compressor": import_state(
                 compressor, self.compressor, key_map, f"{name}'s compressor"
             ),
-            "net": import_state(noise_net, self.net, REFUSION_NAFNET, f"{name}'s noise network"),
+            "net": import_state(
+                noise_net,
+                self.net,
+                official_layout[network.cond_scalars],
+                f"{name}'s noise network",
+            ),
         }
 
     def condition(self, lq: Tensor, cond: Conditioning) -> Tensor | None:

@@ -96,6 +96,24 @@ REFUSION_NAFNET = KeyMap(
 )
 
 
+#: Refusion's latent-bokeh ConditionalNAFNet (official latent-bokeh DenoisingNAFNet_arch.py):
+#: its ``time_mlp`` holds no sinusoid (Linear layers at 0 and 2), the lens/disparity MLP is
+#: ``cam_mlp`` (irctl's ``cond.embed.mlp``), and a block's projections are ``time_mlp`` and
+#: ``cam_mlp`` (irctl's ``time_proj`` and ``cond_proj``).
+REFUSION_LATENT_BOKEH = KeyMap(
+    (
+        ("time_mlp.#.*", "time_embedding.mlp.#.*"),
+        ("cam_mlp.#.*", "cond.embed.mlp.#.*"),
+        ("middle_blks.#.time_mlp.*", "body.middle.#.time_proj.*"),
+        ("middle_blks.#.cam_mlp.*", "body.middle.#.cond_proj.*"),
+        ("middle_blks.*", "body.middle.*"),
+        ("*.time_mlp.*", "body.*.time_proj.*"),
+        ("*.cam_mlp.*", "body.*.cond_proj.*"),
+        ("*", "body.*"),
+    )
+)
+
+
 #: Refusion's stereo-SR ConditionalNAFNet (official stereo-sr DenoisingNAFNet_arch.py): the same
 #: names, with each block's SCAM as ``fusion`` inside the block; irctl wraps every NAFBlock in a
 #: StereoBlock that holds it as ``block`` beside its ``fusion``.

@@ -66,6 +66,22 @@ def check_views(preset: Preset, network: RefusionNetwork) -> None:
         )
 
 
+def check_lens_scalars(preset: Preset, network: object) -> None:
+    """A bokeh model takes the two lens codes, and the disparity too when the preset sets
+    ``bokeh_disparity``: a mismatch would only show as a failed image at restore time."""
+    deg = preset.degradation
+    if deg.kind != "bokeh":
+        return
+    wanted = 2 + (deg.bokeh_disparity is not None)
+    got = getattr(network, "cond_scalars", 0)
+    if got != wanted:
+        raise ValueError(
+            f"a bokeh model is conditioned on {wanted} scalars (source and target lens"
+            f"{' and the disparity' if wanted == 3 else ''}): set network.cond_scalars = "
+            f"{wanted}, got {got}"
+        )
+
+
 def condition_tensor(
     preset: Preset, wanted: int, cond: Conditioning, batch: int, device: torch.device
 ) -> Tensor | None:
@@ -156,6 +172,7 @@ class RefusionRestorer(RestorerBase):
     @staticmethod
     def check_preset(preset: Preset) -> None:
         check_views(preset, preset.model.network)
+        check_lens_scalars(preset, preset.model.network)
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset

@@ -11,7 +11,12 @@ from torch import Tensor, nn
 from irctl.config import Preset
 from irctl.data.batch import Batch
 from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions
-from irctl.methods.refusion import RefusionNetwork, check_views, condition_tensor
+from irctl.methods.refusion import (
+    RefusionNetwork,
+    check_lens_scalars,
+    check_views,
+    condition_tensor,
+)
 from irctl.nets.nafnet import NAFNet
 from irctl.nets.stereo import NAFSSR, StereoNAFNet
 from irctl.tiling import PER_IMAGE, SPATIAL
@@ -60,6 +65,7 @@ class RegressionRestorer(RestorerBase):
     @staticmethod
     def check_preset(preset: Preset) -> None:
         check_views(preset, preset.model.network)
+        check_lens_scalars(preset, preset.model.network)
 
     def __init__(self, preset: Preset) -> None:
         self.preset = preset

@@ -83,16 +83,24 @@ class TimeEmbedding(nn.Module):
 
 
 class ScalarEmbedding(nn.Module):
-    """Global scalars (bokeh: source and target lens codes) embedded as in the official
-    latent-bokeh network: each value ×10 gets the sinusoid of dim ``width``, the k embeddings are
-    concatenated → Linear(k·width → 8·width) → SimpleGate → Linear(4·width → 4·width)."""
+    """Global scalars (bokeh: source and target lens codes, and for the released latent-bokeh
+    net the NTIRE disparity) embedded as in the official latent-bokeh network: scalar i times
+    ``scales[i]`` gets the sinusoid of dim ``width``, the k embeddings are concatenated →
+    Linear(k·width → 8·width) → SimpleGate → Linear(4·width → 4·width).
 
-    scale = 10.0  # f-numbers like 1.8 and 1.4 would be too close on the sinusoid otherwise
+    The default scale is 10 per scalar: the official dataset feeds lens codes ×10 (f-numbers
+    like 1.8 and 1.4 would be too close on the sinusoid otherwise) and the disparity as it is
+    (scale 1)."""
 
-    def __init__(self, count: int, width: int) -> None:
+    default_scale = 10.0
+
+    def __init__(self, count: int, width: int, scales: tuple[float, ...] = ()) -> None:
         super().__init__()
+        if scales and len(scales) != count:
+            raise ValueError(f"{len(scales)} scales for {count} conditioning scalars")
         self.count = count
         self.width = width
+        self.scales = tuple(scales) or (self.default_scale,) * count
         self.mlp = nn.Sequential(
             nn.Linear(count * width, width * 8), SimpleGate(), nn.Linear(width * 4, width * 4)
         )
@@ -105,6 +113,7 @@ class ScalarEmbedding(nn.Module):
         if scalars.ndim != 2 or scalars.shape[1] != self.count:
             raise ValueError(f"expected N×{self.count} conditioning scalars, got {scalars.shape}")
         parts = [
-            sinusoidal_embedding(scalars[:, i] * self.scale, self.width) for i in range(self.count)
+            sinusoidal_embedding(scalars[:, i] * scale, self.width)
+            for i, scale in enumerate(self.scales)
         ]
         return self.mlp(torch.cat(parts, dim=-1).to(self.mlp[0].weight.dtype))

@@ -28,6 +28,9 @@ class NAFNetConfig:
     dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
     channels: int = 3
     cond_scalars: int = 0  # global conditioning scalars (bokeh lens codes); 0 = none
+    #: each scalar's factor before its sinusoid (default 10 each, see ScalarEmbedding); the
+    #: released latent-bokeh net: [10, 10, 1] (lens codes ×10, disparity as it is)
+    cond_scale: tuple[float, ...] = ()
     #: initialise each upsampling conv with ICNR (:func:`icnr_`) instead of PyTorch's default
     icnr: bool = False
     #: "nafnet": NAFNet's LayerNorm2d (gain and bias); "gain": the official Refusion/IR-SDE
@@ -40,6 +43,11 @@ class NAFNetConfig:
     def __post_init__(self) -> None:
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ValueError("enc_blocks and dec_blocks must have the same length")
+        if self.cond_scale and len(self.cond_scale) != self.cond_scalars:
+            raise ValueError(
+                f"cond_scale has {len(self.cond_scale)} values for {self.cond_scalars} "
+                "conditioning scalars"
+            )
         if self.layer_norm not in LAYER_NORMS:
             raise ValueError(
                 f"layer_norm must be one of {', '.join(LAYER_NORMS)}, got {self.layer_norm!r}"
@@ -202,7 +210,11 @@ class _CondEmbedding(nn.Module):
 
     def __init__(self, cfg: NAFNetConfig) -> None:
         super().__init__()
-        self.embed = ScalarEmbedding(cfg.cond_scalars, cfg.width) if cfg.cond_scalars else None
+        self.embed = (
+            ScalarEmbedding(cfg.cond_scalars, cfg.width, cfg.cond_scale)
+            if cfg.cond_scalars
+            else None
+        )
 
     @property
     def out_dim(self) -> int | None:

@@ -24,9 +24,16 @@ LENS_OPTIONS = (
     TaskOption(
         "lens_meta",
         "--lens-meta",
-        "bokeh: per-image lenses, CSV (file,src_lens,tgt_lens) or JSON "
-        "(default: lenses.csv or lenses.json in --src).",
+        "bokeh: per-image lenses, CSV (file,src_lens,tgt_lens[,disparity]), JSON, or the NTIRE "
+        "challenge's meta.txt (default: lenses.csv, lenses.json or meta.txt in --src).",
         Path,
+    ),
+    TaskOption(
+        "disparity",
+        "--disparity",
+        "bokeh, models conditioned on it (the released latent-bokeh net): the NTIRE blur-strength "
+        "disparity of every input without one in the lens table.",
+        float,
     ),
 )
 
@@ -44,11 +51,17 @@ class BokehTask(Task):
             src_lens=values.get("src_lens"),
             tgt_lens=values.get("tgt_lens"),
             preset_default=preset.degradation.lens_default,
+            disparity=values.get("disparity"),
+            preset_disparity=preset.degradation.bokeh_disparity,
         )
         return lambda job: lenses(job.src)
 
     def neutral_conditioning(self, preset: Preset) -> Conditioning:
         """The preset's default lens pair, else its first lens to itself (the identity
-        transform): the network costs the same for any pair."""
-        names = preset.degradation.lens_default or (preset.degradation.lenses[0],) * 2
-        return Conditioning(scalars=tuple(parse_lens(name).code for name in names))
+        transform), and its default disparity if the model takes one: the network costs the
+        same for any values."""
+        deg = preset.degradation
+        names = deg.lens_default or (deg.lenses[0],) * 2
+        codes = tuple(parse_lens(name).code for name in names)
+        extra = () if deg.bokeh_disparity is None else (deg.bokeh_disparity,)
+        return Conditioning(scalars=codes + extra)
