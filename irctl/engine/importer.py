@@ -29,6 +29,15 @@ class ImportResult:
     sha256: dict[str, str]  # of each official file, to check against the authors' listing
 
 
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, streamed: a released checkpoint is ~0.5 GB, not to be held twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def import_official(
     sources: list[Path], preset: Preset, out: Path, key: str | None = None
 ) -> ImportResult:
@@ -57,6 +66,6 @@ def import_official(
     }
     load_modules(restorer.modules(), Checkpoint(flat, preset, restorer.stages[-1], 0))
     save_checkpoint(out, restorer.modules(), preset, restorer.stages[-1], 0)
-    digests = {str(s): hashlib.sha256(Path(s).read_bytes()).hexdigest() for s in sources}
+    digests = {str(s): sha256_of(s) for s in sources}
     parameters = sum(p.numel() for m in restorer.modules().values() for p in m.parameters())
     return ImportResult(out, sum(len(s) for s in states), parameters, digests)
