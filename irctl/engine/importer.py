@@ -58,14 +58,16 @@ def import_official(
         modules = restorer.official_modules(states)
     except ValueError as err:
         raise UsageError(f"{shown}: {err}") from None
-    missing = set(restorer.modules()) - set(modules)
+    missing = set(restorer.restore_modules()) - set(modules)
     if missing:
         raise UsageError(f"{shown}: holds no weights for {', '.join(sorted(missing))}")
     flat = {
         f"{name}.{k}": v for name, module_state in modules.items() for k, v in module_state.items()
     }
-    load_modules(restorer.modules(), Checkpoint(flat, preset, restorer.stages[-1], 0))
-    save_checkpoint(out, restorer.modules(), preset, restorer.stages[-1], 0)
+    # only what the file holds: a module for training alone (DiffIR's teacher) is not made up
+    imported = {name: restorer.modules()[name] for name in modules}
+    load_modules(imported, Checkpoint(flat, preset, restorer.stages[-1], 0))
+    save_checkpoint(out, imported, preset, restorer.stages[-1], 0)
     digests = {str(s): sha256_of(s) for s in sources}
-    parameters = sum(p.numel() for m in restorer.modules().values() for p in m.parameters())
+    parameters = sum(p.numel() for m in imported.values() for p in m.parameters())
     return ImportResult(out, sum(len(s) for s in states), parameters, digests)

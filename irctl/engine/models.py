@@ -63,7 +63,7 @@ def load_restorer(
             f"{weights or bundled}: holds the {ckpt.stage!r} stage of {resolved.name}; restoring "
             f"needs the finished {restorer.stages[-1]!r} stage"
         )
-    load_modules(restorer.modules(), ckpt)
+    load_modules(restorer.restore_modules(), ckpt)
     for module in restorer.modules().values():
         module.to(device).eval()
     return restorer

@@ -34,12 +34,18 @@ class Sampling:
     samplers: tuple[str, ...]
     max_steps: int
     comparison: tuple[tuple[str, int], ...] = ()
+    #: fewest steps; = max_steps for a sampler that always runs its whole chain (DiffIR's 4)
+    min_steps: int = 1
 
     def check(self, sampler: str, steps: int) -> None:
         """A one-line ValueError for the user if (sampler, steps) cannot run on this model."""
         if sampler not in self.samplers:
             raise ValueError(f"unknown sampler {sampler!r}; choose {', '.join(self.samplers)}")
-        if not 1 <= steps <= self.max_steps:
+        if self.min_steps == self.max_steps and steps != self.max_steps:
+            raise ValueError(
+                f"this model always runs its {self.max_steps} steps, got --steps {steps}"
+            )
+        if not self.min_steps <= steps <= self.max_steps:
             raise ValueError(f"--steps must be between 1 and T={self.max_steps}, got {steps}")
 
 
@@ -98,6 +104,11 @@ class Restorer(Protocol):
         """What a checkpoint holds, by name."""
         ...
 
+    def restore_modules(self) -> dict[str, nn.Module]:
+        """The modules restoring needs (a checkpoint for restoring must hold these): all of
+        :meth:`modules` but what only training uses (DiffIR's stage-1 teacher)."""
+        ...
+
     def trainable(self, stage: str) -> dict[str, nn.Module]:
         """The modules one training stage optimises (the others stay frozen)."""
         ...
@@ -154,6 +165,10 @@ class RestorerBase:
 
     def trainable(self, stage: str) -> dict[str, nn.Module]:
         """A one-stage method trains every module (its ``modules()``)."""
+        return self.modules()  # type: ignore[attr-defined]
+
+    def restore_modules(self) -> dict[str, nn.Module]:
+        """Restoring needs every module."""
         return self.modules()  # type: ignore[attr-defined]
 
     @staticmethod

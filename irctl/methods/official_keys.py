@@ -159,6 +159,70 @@ IRSDE_UNET = KeyMap(
 )
 
 
+def _dirformer_key_map(upscale: bool) -> KeyMap:
+    """DiffIR's DIRformer (official ``G``, S2_arch.py) → irctl's DIRformer: levels are lists
+    (``encoder_level1`` → ``encoders.0``, ``decoder_level3`` → ``decoders.0``), a layer norm's
+    ``body`` wrapper is gone, the IPR projections ``kernel.0`` are ``modulation``; the SR tail's
+    sub-pixel convs are ``upsample`` and its last conv ``output``."""
+    containers = {
+        **{f"encoder_level{i + 1}": f"encoders.{i}" for i in range(3)},
+        "latent": "latent",
+        **{f"decoder_level{3 - i}": f"decoders.{i}" for i in range(3)},
+        "refinement": "refinement",
+    }
+    inner = (
+        ("norm1.body.*", "norm1.*"),
+        ("norm2.body.*", "norm2.*"),
+        ("attn.kernel.0.*", "attn.modulation.*"),
+        ("attn.qkv_dwconv.*", "attn.qkv_dw.*"),
+        ("attn.project_out.*", "attn.out.*"),
+        ("ffn.kernel.0.*", "ffn.modulation.*"),
+        ("ffn.dwconv.*", "ffn.dw.*"),
+        ("*", "*"),
+    )
+    rules = [
+        (f"{official}.#.{a}", f"{ours}.#.{b}")
+        for official, ours in containers.items()
+        for a, b in inner
+    ]
+    rules += [
+        ("patch_embed.proj.*", "embed.*"),
+        *((f"down{i + 1}_{i + 2}.body.0.*", f"downs.{i}.0.*") for i in range(3)),
+        *((f"up{4 - i}_{3 - i}.body.0.*", f"ups.{i}.0.*") for i in range(3)),
+        ("reduce_chan_level3.*", "reduce.0.*"),
+        ("reduce_chan_level2.*", "reduce.1.*"),
+    ]
+    if upscale:
+        rules += [
+            ("tail.0.0.*", "upsample.0.*"),
+            ("tail.0.2.*", "upsample.2.*"),
+            ("tail.1.*", "output.*"),
+        ]
+    return KeyMap(tuple(rules))
+
+
+def diffir_key_maps(denoiser_blocks: int, upscale: bool) -> dict[str, KeyMap]:
+    """DiffIRS2's parts (official prefixes ``G.``, ``condition.``, ``denoise.`` removed) →
+    irctl's ``dirformer``, ``cpen`` and ``denoiser``. CPEN keeps the official ``E`` layer
+    order as ``features`` (a ResBlock's ``body.0``/``body.2`` are ``conv1``/``conv2``); the
+    denoiser's first Linear is ``inp`` and its hidden ones, official ``resmlp.{2+k}.resmlp.0``,
+    are ``hidden.k``."""
+    cpen = KeyMap(
+        (
+            ("E.#.body.0.*", "features.#.conv1.*"),
+            ("E.#.body.2.*", "features.#.conv2.*"),
+            ("E.*", "features.*"),
+        )
+    )
+    denoiser = KeyMap(
+        (
+            ("resmlp.0.*", "inp.*"),
+            *((f"resmlp.{k + 2}.resmlp.0.*", f"hidden.{k}.*") for k in range(denoiser_blocks)),
+        )
+    )
+    return {"dirformer": _dirformer_key_map(upscale), "cpen": cpen, "denoiser": denoiser}
+
+
 def import_state(
     state: Mapping[str, Tensor], module: nn.Module, key_map: KeyMap, what: str
 ) -> dict[str, Tensor]:
