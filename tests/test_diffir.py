@@ -1,0 +1,146 @@
+"""DiffIR (irctl/methods/diffir.py): the prior once per image, tiling, seeds, three stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from irctl.engine.checkpoint import load_checkpoint
+from irctl.engine.models import load_restorer
+from irctl.engine.train import train
+from irctl.methods import build_restorer
+from irctl.methods.base import SampleOptions
+from irctl.methods.diffir import pooled_features
+from irctl.presets import preset_from_dict
+from irctl.tiling import TileSettings
+
+
+def tiny_diffir(**train_overrides: object) -> dict:
+    """A DiffIR of a few thousand parameters on the denoising task (its data is the cheapest):
+    IPR of 32 values (prior width 8)."""
+    return {
+        "name": "diffir-test",
+        "task": "denoise",
+        "method": "diffir",
+        "degradation": {"kind": "gaussian_noise", "sigma": 25.0},
+        "network": {
+            "width": 4,
+            "blocks": [1, 1, 1, 1],
+            "refinement_blocks": 1,
+            "ffn_expansion": 2.0,
+            "prior_dim": 32,
+        },
+        "prior": {"width": 8, "encoder_blocks": 1, "denoiser_blocks": 1},
+        "sampler": {"name": "posterior_mean", "steps": 4, "tile": 0, "tile_overlap": 8},
+        "train": {
+            "batch": 2,
+            "patch": 32,
+            "iterations": 2,
+            "val_every": 0,
+            "log_every": 1,
+            "checkpoint_every": 2,
+            **train_overrides,
+        },
+        "data": {"train": ["astronaut"], "val": ["camera"], "test": ["chelsea"]},
+    }
+
+
+@pytest.fixture()
+def restorer():
+    torch.manual_seed(0)
+    r = build_restorer(preset_from_dict(tiny_diffir()))
+    for module in r.modules().values():
+        module.eval()
+    return r
+
+
+def _photo(h: int = 40, w: int = 56) -> torch.Tensor:
+    from irctl.data.datasets import load_photo
+
+    return torch.from_numpy(load_photo("chelsea")[:h, :w]).permute(2, 0, 1)[None].float()
+
+
+def test_cpen_pooled_in_tiles_equals_the_whole_image(restorer) -> None:
+    """The margins cover CPEN's receptive field, so only the summation order differs."""
+    from irctl.nets.ipr import cpen_input
+
+    from irctl.methods.diffir import cpen_reach
+
+    x = cpen_input(torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1)), 4)
+    reach = cpen_reach(restorer.cpen)
+    with torch.no_grad():
+        whole = pooled_features(restorer.cpen.features, x, 0, margin=0)
+        tiled = pooled_features(restorer.cpen.features, x, 7, margin=reach)
+        short = pooled_features(restorer.cpen.features, x, 7, margin=reach - 2)
+    assert float((tiled - whole).abs().max()) < 1e-6
+    assert float((short - whole).abs().max()) > 1e-6  # the margin is what makes it exact
+
+
+def test_the_prior_is_computed_once_per_image_and_every_tile_gets_it(restorer) -> None:
+    calls, priors = [], []
+    restorer.cpen.mlp.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    restorer.dirformer.register_forward_pre_hook(lambda m, args: priors.append(args[1].clone()))
+    options = SampleOptions(
+        sampler="posterior_mean", steps=4, tiles=TileSettings(tile=16, overlap=8, batch=2)
+    )
+    lq = torch.cat([_photo(), _photo().flip(-1)])
+    restorer.restore(lq, None, options, torch.Generator().manual_seed(0))
+    assert calls == [2]  # one CPEN pass for the batch of two images, whatever the tiles
+    rows = torch.cat(priors)
+    assert len(priors) > 2 and rows.shape[0] > 4
+    firsts = {tuple(r.tolist()) for r in rows}
+    assert len(firsts) == 2  # two images, two IPRs, every tile of an image gets its own
+
+
+def test_one_tile_over_the_image_is_the_untiled_result_and_the_seed_decides(restorer) -> None:
+    lq = _photo(37, 51)  # not a multiple of 8: padded and cropped back
+    untiled = SampleOptions("posterior_mean", 4, TileSettings(tile=0))
+    covering = SampleOptions("posterior_mean", 4, TileSettings(tile=64, overlap=8))
+    small = SampleOptions("posterior_mean", 4, TileSettings(tile=16, overlap=8))
+    a = restorer.restore(lq, None, untiled, torch.Generator().manual_seed(3))
+    b = restorer.restore(lq, None, covering, torch.Generator().manual_seed(3))
+    c = restorer.restore(lq, None, untiled, torch.Generator().manual_seed(4))
+    d = restorer.restore(lq, None, small, torch.Generator().manual_seed(3))
+    assert a.shape == lq.shape and torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a, d)  # transposed attention pools over the tile, not the image
+    assert float((a - d).abs().max()) < 0.5
+
+
+def test_steps_other_than_the_chain_are_refused(restorer) -> None:
+    restorer.sampling.check("posterior_mean", 4)
+    with pytest.raises(ValueError, match="always runs its 4 steps"):
+        restorer.sampling.check("posterior_mean", 2)
+
+
+def test_stage_two_starts_from_stage_ones_dirformer_and_restores_alone(tmp_path: Path) -> None:
+    """stage1 trains CPEN_S1 + DIRformer; prior trains CPEN_S2 + denoiser with DIRformer
+    frozen; stage2 (0 steps here) starts from both. The finished checkpoint restores."""
+    preset = preset_from_dict(tiny_diffir(stages={"stage2": {"iterations": 0}}))
+    result = train(preset, tmp_path)
+    first = load_checkpoint(tmp_path / "stage1" / "weights.safetensors")
+    prior = load_checkpoint(tmp_path / "prior" / "weights.safetensors")
+    second = load_checkpoint(result.weights)
+    torch.manual_seed(preset.train.seed)
+    fresh = build_restorer(preset)
+    for key, value in first.module_state("dirformer").items():
+        assert not torch.equal(value, fresh.dirformer.state_dict()[key]) or "temperature" in key
+        assert torch.equal(prior.module_state("dirformer")[key], value)
+        assert torch.equal(second.module_state("dirformer")[key], value)
+    for key, value in first.module_state("teacher").items():
+        assert torch.equal(second.module_state("teacher")[key], value)
+    moved = [
+        k
+        for k, v in prior.module_state("denoiser").items()
+        if not torch.equal(v, first.module_state("denoiser")[k])
+    ]
+    assert moved  # the prior stage trained the denoiser
+    restorer = load_restorer(
+        weights=result.weights, preset=None, task=None, device=torch.device("cpu")
+    )
+    out = restorer.restore(
+        _photo(), None, SampleOptions("posterior_mean", 4, TileSettings(tile=0)), None
+    )
+    assert out.shape == _photo().shape and torch.isfinite(out).all()
