@@ -48,6 +48,22 @@ class DegradationConfig:
     scale: int = 4
     stereo_max_disparity: tuple[float, float] = (0.03, 0.08)
 
+    # --- derain, deblur, sr4 and inpaint (IR-SDE's released tasks) ---
+    # rain: sparse drops drawn as oriented, motion-blurred streaks and added to the photo
+    # (irctl/data/rain.py); per image: this many drops per pixel, streak length (pixels),
+    # direction (degrees from vertical), brightness, and 1..rain_layers layers of streaks
+    rain_density: tuple[float, float] = (0.001, 0.004)
+    rain_length: tuple[float, float] = (15.0, 45.0)
+    rain_angle: tuple[float, float] = (-30.0, 30.0)
+    rain_intensity: tuple[float, float] = (0.3, 0.7)
+    rain_layers: int = 3
+    # motion_blur: a random camera-shake trajectory rasterised into a kernel of this many pixels
+    # across (irctl/data/blur.py), then Gaussian noise up to this std (0–255 units)
+    blur_size: tuple[int, int] = (9, 31)
+    blur_noise: float = 2.0
+    # inpaint_mask: random strokes and boxes (irctl/data/masks.py) covering this share of the image
+    mask_fraction: tuple[float, float] = (0.1, 0.4)
+
 
 @dataclass(frozen=True)
 class SamplerConfig:

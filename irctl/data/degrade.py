@@ -20,7 +20,17 @@ from irctl.data.batch import Batch
 #: clean NCHW batch, generator → training pair.
 PairSynthesis = Callable[[Tensor, torch.Generator], Batch]
 
-DEGRADATIONS = ("gaussian_noise", "haze", "bokeh", "shadow", "stereo_sr")
+DEGRADATIONS = (
+    "gaussian_noise",
+    "haze",
+    "bokeh",
+    "shadow",
+    "stereo_sr",
+    "bicubic_sr",
+    "motion_blur",
+    "rain",
+    "inpaint_mask",
+)
 
 
 def quantize_8bit(x: Tensor) -> Tensor:
@@ -129,6 +139,79 @@ def _stereo_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
     return synth
 
 
+def _bicubic_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """Single-image SR as IR-SDE's SISR model learned it: the LR is the MATLAB bicubic
+    ×1/scale of the photo (mod-cropped; DF2K's LR/x4 files, stored as 8 bits), and the pair's
+    LQ is the *model's input* — that LR upsampled back with PyTorch's bicubic
+    (:func:`irctl.data.resize.torch_bicubic_upscale`, the official ``upscale``), the size of
+    the ground truth. The sr4 task makes the same input from an LR file."""
+    from irctl.data.resize import downscale, torch_bicubic_upscale
+
+    s = cfg.scale
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        h, w = clean.shape[-2:]
+        hr = clean[..., : h - h % s, : w - w % s]
+        lr = downscale(hr, s)
+        lr = quantize_8bit(lr) if cfg.quantize else lr
+        return Batch(lq=torch_bicubic_upscale(lr, s), gt=hr)
+
+    return synth
+
+
+def _motion_blur_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """Camera-shake blur, one random trajectory kernel per photo, plus slight sensor noise
+    (irctl/data/blur.py)."""
+    from irctl.data.blur import motion_blur
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        blurred, _kernels = motion_blur(clean, _numpy_rng(g), cfg.blur_size, cfg.blur_noise)
+        return Batch(lq=quantize_8bit(blurred) if cfg.quantize else blurred, gt=clean)
+
+    return synth
+
+
+def _rain_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """Rain100H-like streaks added to each photo (irctl/data/rain.py)."""
+    from irctl.data.rain import RainParams, add_rain
+
+    params = RainParams(
+        density=cfg.rain_density,
+        length=cfg.rain_length,
+        angle=cfg.rain_angle,
+        intensity=cfg.rain_intensity,
+        layers=cfg.rain_layers,
+    )
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        rainy = add_rain(clean, _numpy_rng(g), params)
+        return Batch(lq=quantize_8bit(rainy) if cfg.quantize else rainy, gt=clean)
+
+    return synth
+
+
+def _inpaint_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """Random stroke-and-box holes (irctl/data/masks.py), filled with white as the official
+    inpainting code does: the LQ is the model's input, the holes carry no other mark."""
+    from irctl.data.masks import random_mask
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        rng = _numpy_rng(g)
+        h, w = clean.shape[-2:]
+        holes = np.stack([random_mask(h, w, cfg.mask_fraction, rng) for _ in range(len(clean))])
+        keep = torch.from_numpy(~holes)[:, None].to(clean.device, clean.dtype)
+        lq = masked_input_tensor(clean, keep)
+        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=clean)
+
+    return synth
+
+
+def masked_input_tensor(clean: Tensor, keep: Tensor) -> Tensor:
+    """``keep·image + (1 − keep)`` on N×C×H×W (keep N×1×H×W in {0, 1}): the batch form of
+    :func:`irctl.data.masks.masked_input`."""
+    return keep * clean + (1.0 - keep)
+
+
 def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = None) -> PairSynthesis:
     """The training synthesis; with ``heldout_index`` the one for that held-out photo (bokeh:
     the preset's ``heldout_lenses`` pair for it, so the held-out cases cover chosen directions
@@ -141,7 +224,15 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
         return _bokeh_pair(cfg)
     if cfg.kind == "shadow":
         return _shadow_pair(cfg, heldout=heldout_index is not None)
-    builders = {"gaussian_noise": _noise_pair, "haze": _haze_pair, "stereo_sr": _stereo_sr_pair}
+    builders = {
+        "gaussian_noise": _noise_pair,
+        "haze": _haze_pair,
+        "stereo_sr": _stereo_sr_pair,
+        "bicubic_sr": _bicubic_sr_pair,
+        "motion_blur": _motion_blur_pair,
+        "rain": _rain_pair,
+        "inpaint_mask": _inpaint_pair,
+    }
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")
     return builders[cfg.kind](cfg)

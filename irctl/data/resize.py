@@ -90,3 +90,21 @@ def downscale(x: Tensor, factor: int) -> Tensor:
     if h % factor or w % factor:
         raise ValueError(f"{h}x{w} is not a multiple of the factor {factor}; mod-crop first")
     return imresize(x, (h // factor, w // factor))
+
+
+def torch_bicubic_upscale(x: Tensor, factor: int) -> Tensor:
+    """×``factor`` upsampling exactly as IR-SDE's SISR code makes its network's input
+    (codes/utils/deg_utils.py ``upscale``: ``F.interpolate(x, scale_factor=4, mode='bicubic')``,
+    used by codes/config/sisr/train.py and test.py on the LR image before the SDE): PyTorch's
+    bicubic, Keys' cubic with a = −0.75 (not MATLAB's −0.5), half-pixel centres
+    (align_corners=False), edge pixels repeated, no antialiasing, unclamped. The released SR
+    weights were trained on this input, so their task feeds them this and not :func:`upscale`.
+    ``x`` is …×h×w float; the result is …×(factor·h)×(factor·w) of the same dtype."""
+    import torch.nn.functional as F
+
+    if not x.is_floating_point():
+        raise TypeError(f"bicubic upsampling needs a float tensor, got {x.dtype}")
+    lead = x.shape[:-2]
+    planes = x.reshape(1, -1, *x.shape[-2:])
+    out = F.interpolate(planes, scale_factor=factor, mode="bicubic", align_corners=False)
+    return out.reshape(*lead, *out.shape[-2:])

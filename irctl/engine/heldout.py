@@ -58,7 +58,13 @@ class HeldoutRow:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-_EXTRA_METRICS = {**METRICS, "hf-ratio": hf_energy_ratio}
+_EXTRA_METRICS = {
+    **METRICS,
+    "hf-ratio": hf_energy_ratio,
+    # BT.601 luma, as deraining (Rain100H) and SR benchmarks report PSNR and SSIM
+    "psnr-y": lambda out, gt, max_value: psnr(out, gt, max_value=max_value, y_channel=True),
+    "ssim-y": lambda out, gt, max_value: ssim(out, gt, max_value=max_value, y_channel=True),
+}
 
 
 def heldout_setting(preset: Preset) -> tuple[object, ...]:

@@ -46,6 +46,11 @@ class IRSDERestorer(RefusionRestorer):
     def check_preset(preset: Preset) -> None:
         if preset.degradation.kind == "stereo_sr":
             raise ValueError("IR-SDE's U-Net restores single images, not stereo pairs")
+        if preset.degradation.kind == "bicubic_sr" and preset.model.network.upscale != 1:
+            raise ValueError(
+                "a bicubic_sr input is already upsampled to the output size (the official SISR "
+                "model's input): network.upscale must be 1"
+            )
 
     def build_noise_network(self) -> nn.Module:
         return IRSDEUNet(self.config.network)

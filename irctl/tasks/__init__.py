@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from irctl.tasks.base import Task, TaskOption
 from irctl.tasks.bokeh import BokehTask
+from irctl.tasks.inpaint import InpaintTask
+from irctl.tasks.sr import UpsampledSRTask
 from irctl.tasks.stereo import StereoTask
 
 TASKS: dict[str, Task] = {
@@ -22,6 +24,13 @@ TASKS: dict[str, Task] = {
         StereoTask(
             "stereo-sr", "stereo ×4 super-resolution", metrics={"hf-ratio": "HF energy ratio"}
         ),
+        # Rain100H's numbers are on the BT.601 luma
+        Task("derain", "rain streak removal", metrics={"psnr-y": "PSNR-Y", "ssim-y": "SSIM-Y"}),
+        Task("deblur", "camera-shake motion deblurring", classical="richardson-lucy"),
+        UpsampledSRTask(
+            "sr4", "single-image ×4 super-resolution", metrics={"psnr-y": "PSNR-Y"}, scale=4
+        ),
+        InpaintTask("inpaint", "inpainting the holes a mask marks", classical="telea"),
     )
 }
 

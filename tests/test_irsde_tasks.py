@@ -1,0 +1,246 @@
+"""The tasks of IR-SDE's released models: derain, deblur, sr4 (×4 SR at the output size) and
+inpaint (an image and its mask) — their degradations, the inpaint task's files, sr4's input, and
+`irctl restore` / `compare` end to end on tiny IR-SDE networks trained a few steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import save_array
+from typer.testing import CliRunner
+
+from irctl.cli.app import app
+from irctl.config import DegradationConfig
+from irctl.data.datasets import load_photo
+from irctl.data.degrade import build_pair_synthesis
+from irctl.io.images import Image, read_image
+from irctl.tasks import get_task
+from irctl.tasks.base import IMAGE
+from irctl.tasks.inpaint import MASK
+
+runner = CliRunner()
+
+
+def _crop(h: int = 48, w: int = 64) -> torch.Tensor:
+    photo = load_photo("chelsea")[100 : 100 + h, 150 : 150 + w]
+    return torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))[None]
+
+
+# --------------------------------------------------------------------------- degradations
+
+
+def test_rain_only_brightens_and_streaks_are_long_and_oriented() -> None:
+    cfg = DegradationConfig(kind="rain", rain_angle=(0.0, 0.0), rain_length=(21.0, 21.0))
+    clean = _crop(96, 96)
+    pair = build_pair_synthesis(cfg)(clean, torch.Generator().manual_seed(3))
+    added = (pair.lq - pair.gt)[0].mean(0)
+    assert float((pair.lq - pair.gt).min()) >= 0.0  # 8-bit rounding is monotonic: never darker
+    assert torch.equal(pair.gt, clean)
+    assert 0.01 < float((added > 2 / 255).float().mean()) < 0.9
+    # vertical streaks: the rain layer varies far less down a column than along a row
+    down = float((added[1:] - added[:-1]).abs().mean())
+    across = float((added[:, 1:] - added[:, :-1]).abs().mean())
+    assert down < 0.5 * across
+
+
+def test_motion_kernels_sum_to_one_and_the_blur_is_their_convolution() -> None:
+    from scipy import ndimage
+
+    from irctl.data.blur import convolve, motion_blur, random_motion_kernel
+
+    rng = np.random.default_rng(0)
+    for size in (3, 9, 31):
+        kernel = random_motion_kernel(size, rng)
+        assert kernel.shape == (size, size) and kernel.min() >= 0.0
+        assert abs(float(kernel.sum()) - 1.0) < 1e-5
+    clean = _crop()
+    kernel = random_motion_kernel(9, np.random.default_rng(1))
+    ours = convolve(clean, torch.from_numpy(kernel))[0, 0].numpy()
+    theirs = ndimage.convolve(clean[0, 0].numpy().astype(np.float64), kernel, mode="mirror")
+    assert np.abs(ours - theirs).max() < 1e-5
+    # the synthesis with no noise is exactly that blur with its own kernel
+    blurred, (used,) = motion_blur(clean, np.random.default_rng(2), (9, 15), noise=0.0)
+    expected = convolve(clean, torch.from_numpy(used))
+    assert torch.allclose(blurred, expected, atol=1e-6)
+    assert float((blurred - clean).abs().mean()) > 1e-3  # it did blur
+
+
+def test_sr_pair_is_the_matlab_downscale_upsampled_as_the_official_code() -> None:
+    """LQ = PyTorch-bicubic ×4 (the official ``F.interpolate``) of the 8-bit MATLAB ×1/4."""
+    import torch.nn.functional as F
+
+    from irctl.data.degrade import quantize_8bit
+    from irctl.data.resize import downscale
+
+    clean = _crop(50, 66)  # not multiples of 4: mod-cropped to 48×64
+    pair = build_pair_synthesis(DegradationConfig(kind="bicubic_sr", scale=4))(
+        clean, torch.Generator()
+    )
+    hr = clean[..., :48, :64]
+    assert torch.equal(pair.gt, hr) and pair.lq.shape == hr.shape
+    lr = quantize_8bit(downscale(hr, 4))
+    assert torch.allclose(pair.lq, F.interpolate(lr, scale_factor=4, mode="bicubic"), atol=1e-6)
+
+
+@pytest.mark.parametrize("fraction", [(0.1, 0.1), (0.3, 0.3), (0.05, 0.5)])
+def test_masks_cover_the_share_asked_and_holes_are_white(fraction) -> None:
+    from irctl.data.masks import random_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        holes = random_mask(128, 96, fraction, rng)
+        assert fraction[0] <= holes.mean() <= fraction[1] + 0.12
+    cfg = DegradationConfig(kind="inpaint_mask", mask_fraction=(0.2, 0.2))
+    pair = build_pair_synthesis(cfg)(_crop(), torch.Generator().manual_seed(0))
+    changed = (pair.lq != pair.gt).any(dim=1)
+    assert torch.all(pair.lq.masked_select(changed[:, None].expand_as(pair.lq)) == 1.0)
+    assert 0.15 <= float((pair.lq == 1.0).all(dim=1).float().mean()) <= 0.35
+
+
+@pytest.mark.parametrize("kind", ["rain", "motion_blur", "bicubic_sr", "inpaint_mask"])
+def test_each_synthesis_is_a_pure_function_of_the_generator(kind: str) -> None:
+    synth = build_pair_synthesis(DegradationConfig(kind=kind))
+    a = synth(_crop(), torch.Generator().manual_seed(5))
+    b = synth(_crop(), torch.Generator().manual_seed(5))
+    assert torch.equal(a.lq, b.lq) and torch.equal(a.gt, b.gt)
+
+
+# --------------------------------------------------------------------------- sr4
+
+
+def test_sr4_input_is_four_times_the_file_and_the_alpha_follows() -> None:
+    from irctl.data.resize import torch_bicubic_upscale
+
+    task = get_task("sr4")
+    lr = load_photo("chelsea")[:10, :12]
+    alpha = np.full((10, 12), 200, dtype=np.uint8)
+    alpha[:, :6] = 50
+    image = Image(pixels=lr[..., :1].copy(), alpha=alpha, dtype=np.dtype(np.uint8))  # grey
+    x = task.model_input({IMAGE: image})
+    assert x.shape == (40, 48, 3)
+    expected = torch_bicubic_upscale(torch.from_numpy(lr[..., 0].copy()), 4).numpy()
+    assert np.allclose(x[..., 1], expected, atol=1e-6)
+    (out,) = task.model_output(x, {IMAGE: image}).values()
+    assert out.pixels.shape == (40, 48, 1) and out.alpha.shape == (40, 48)
+    assert out.alpha.dtype == np.uint8 and out.alpha[0, 0] == 50 and out.alpha[0, -1] == 200
+
+
+# --------------------------------------------------------------------------- inpaint files
+
+
+def _write_case(folder: Path, stem: str, *, mask_shape: tuple[int, int] | None = (24, 32)) -> None:
+    pixels = (load_photo("chelsea")[:24, :32] * 255).astype(np.uint8)
+    save_array(folder / f"{stem}.png", pixels)
+    if mask_shape is not None:
+        mask = np.zeros(mask_shape, dtype=np.uint8)
+        mask[8:16, 10:20] = 255
+        save_array(folder / f"{stem}_mask.png", mask)
+
+
+def test_inpaint_plans_each_image_with_its_mask_and_names_a_missing_one(tmp_path: Path) -> None:
+    task = get_task("inpaint")
+    _write_case(tmp_path, "a")
+    _write_case(tmp_path, "b", mask_shape=None)
+    files = sorted(tmp_path.iterdir())
+    plan = task.plan(files, tmp_path / "out", src_root=tmp_path, ext=None, suffix="")
+    assert [(j.inputs[IMAGE].name, j.inputs[MASK].name) for j in plan.jobs] == [
+        ("a.png", "a_mask.png")
+    ]
+    assert [j.dst.name for j in plan.jobs] == ["a.png"]
+    ((path, reason),) = plan.errors
+    assert path.name == "b.png" and "no mask" in reason and "b_mask" in reason
+    # an image given alone finds its mask on disk
+    alone = task.plan([tmp_path / "a.png"], tmp_path / "o", src_root=None, ext=None, suffix="")
+    assert alone.jobs[0].inputs[MASK] == tmp_path / "a_mask.png"
+
+
+def test_inpaint_input_whitens_the_holes_and_a_mis_sized_mask_is_one_line(tmp_path) -> None:
+    task = get_task("inpaint")
+    _write_case(tmp_path, "a")
+    _write_case(tmp_path, "c", mask_shape=(20, 32))
+    plan = task.plan(sorted(tmp_path.iterdir()), tmp_path / "o", src_root=None, ext=None, suffix="")
+    by_name = {j.src.name: j for j in plan.jobs}
+    images = task.read(by_name["a.png"])
+    x = task.model_input(images)
+    assert np.all(x[8:16, 10:20] == 1.0)
+    assert np.array_equal(x[:8], images[IMAGE].pixels[:8])
+    reason = task.read(by_name["c.png"])
+    assert isinstance(reason, str) and "\n" not in reason and "c_mask.png is 32x20" in reason
+
+
+# --------------------------------------------------------------------------- end to end
+
+TINY_IRSDE = [
+    "network.nf=4",
+    "network.depth=2",
+    "diffusion.T=4",
+    "sampler.steps=2",
+    "sampler.tile=0",
+    "train.batch=1",
+    "train.patch=32",
+    "train.iterations=1",
+    "train.val_every=0",
+    "train.log_every=1",
+    "train.checkpoint_every=1",
+    'data.train=["camera"]',
+    'data.test=["coins"]',
+]
+
+
+def _tiny_weights(preset_name: str, out: Path) -> Path:
+    from irctl.engine.train import train
+    from irctl.presets import apply_overrides, load_preset
+
+    return train(apply_overrides(load_preset(preset_name), TINY_IRSDE), out).weights
+
+
+@pytest.mark.slow
+def test_restore_inpaint_and_sr4_end_to_end(tmp_path: Path) -> None:
+    """Train each official preset's layout at a tiny size for one step, restore: inpaint
+    writes one image per image+mask and reports the missing mask; sr4 writes 4× the input."""
+    src = tmp_path / "in"
+    _write_case(src, "a")
+    _write_case(src, "b", mask_shape=None)
+    weights = _tiny_weights("inpaint-irsde-official", tmp_path / "inpaint")
+    args = ["restore", "--weights", str(weights), "--src", str(src), "--threads", "1", "--json"]
+    result = runner.invoke(app, [*args, "--dst", str(tmp_path / "out")])
+    assert result.exit_code == 1  # one job failed (a partial failure) ...
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]  # ... one ran
+    assert "no mask" in result.output
+    assert read_image(tmp_path / "out" / "a.png").pixels.shape == (24, 32, 3)
+
+    lr = tmp_path / "lr"
+    save_array(lr / "x.png", (load_photo("coffee")[:12, :20] * 255).astype(np.uint8))
+    weights = _tiny_weights("sr4-irsde-official", tmp_path / "sr4")
+    args = ["restore", "--weights", str(weights), "--src", str(lr), "--threads", "1"]
+    result = runner.invoke(app, [*args, "--dst", str(tmp_path / "hr")])
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "hr" / "x.png").pixels.shape == (48, 80, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("preset", "first_row", "baseline"),
+    [
+        ("derain-irsde-official", "input", None),
+        ("deblur-irsde-official", "input", "richardson-lucy"),
+        ("sr4-irsde-official", "bicubic ×4", None),
+        ("inpaint-irsde-official", "input", "telea"),
+    ],
+)
+def test_compare_builds_the_held_out_table(preset, first_row, baseline, tmp_path: Path) -> None:
+    weights = _tiny_weights(preset, tmp_path / "w")
+    args = ["compare", "--models", str(weights), "--samplers", "sde:2", "--json"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "table")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    assert methods[0] == first_row and len(methods) == 2 + (baseline is not None)
+    if baseline:
+        assert methods[1] == baseline
+    assert all(np.isfinite(r["psnr"]) for r in rows)
