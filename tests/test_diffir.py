@@ -64,9 +64,8 @@ def _photo(h: int = 40, w: int = 56) -> torch.Tensor:
 
 def test_cpen_pooled_in_tiles_equals_the_whole_image(restorer) -> None:
     """The margins cover CPEN's receptive field, so only the summation order differs."""
-    from irctl.nets.ipr import cpen_input
-
     from irctl.methods.diffir import cpen_reach
+    from irctl.nets.ipr import cpen_input
 
     x = cpen_input(torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1)), 4)
     reach = cpen_reach(restorer.cpen)

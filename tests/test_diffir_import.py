@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from irctl.cli.app import app
 from irctl.engine.models import load_restorer
+from irctl.methods import build_restorer
 
 OFFICIAL = Path(__file__).parent / "data" / "official"
 runner = CliRunner()
@@ -103,10 +104,17 @@ def _preset_for(case: str, out_dir: Path) -> Path:
     scale = kw.get("scale", 1)
     output = "upscale" if "scale" in kw else ("plain" if kw["inp_channels"] == 4 else "residual")
     norm = {"WithBias": "with_bias", "BiasFree": "bias_free"}[kw["LayerNorm_type"]]
+    task, kind = {
+        "residual": ("deblur", "motion_blur"),
+        "upscale": ("sr4", "bicubic_sr"),
+        "plain": ("inpaint", "inpaint_mask"),
+    }[output]
     text = f"""
 name = "{case}-small"
-task = "denoise"
+task = "{task}"
 method = "diffir"
+[degradation]
+kind = "{kind}"
 [network]
 width = {kw["dim"]}
 blocks = {kw["num_blocks"]}
@@ -232,3 +240,57 @@ def test_the_ipr_ddpm_has_the_fact_sheets_coefficients() -> None:
 
     out = ddpm.sample_posterior_mean(model, z, s)
     assert seen == [3, 2, 1, 0] and torch.equal(out, torch.full_like(z, 0.5))
+
+
+@pytest.mark.parametrize(
+    ("preset", "entry"),
+    [
+        ("deblur-diffir-official", "diffir-deblur"),
+        ("sr4-diffir-official", "diffir-sr-x4"),
+        ("inpaint-diffir-places", "diffir-inpaint-places"),
+        ("inpaint-diffir-celeba", "diffir-inpaint-places"),  # the same configuration
+        ("inpaint-diffir-big", "diffir-inpaint-big"),
+    ],
+)
+def test_official_size_diffir_presets_hold_exactly_the_released_keys(preset, entry) -> None:
+    """A real download imports on the first try: DIRformer, CPEN_S2 and the denoiser in the
+    official names give the released key set (less the ``diffusion.*`` twins and buffers, which
+    the importer checks and drops) with its shapes and parameter count."""
+    from irctl.io.state_dict import compare_keys
+    from irctl.methods.official_keys import diffir_key_maps
+    from irctl.presets import load_preset
+
+    listing = json.loads((OFFICIAL / "official-keys.json").read_text())[entry]
+    restorer = build_restorer(load_preset(preset))
+    cfg = restorer.config
+    maps = diffir_key_maps(cfg.prior.denoiser_blocks, cfg.network.output == "upscale")
+    prefixes = {"dirformer": "G.", "cpen": "condition.", "denoiser": "denoise."}
+    ours = {
+        prefixes[name] + maps[name].to_official(k): v
+        for name, module in restorer.restore_modules().items()
+        for k, v in module.state_dict().items()
+    }
+    expected = {k: tuple(v) for k, v in listing["keys"].items() if not k.startswith("diffusion.")}
+    report = compare_keys(ours, expected)
+    assert report.ok, report.message()
+    twins = {
+        k for k in listing["keys"] if k.startswith(("diffusion.model.", "diffusion.condition."))
+    }
+    assert {
+        k.replace("diffusion.model.", "denoise.").replace("diffusion.condition.", "condition.")
+        for k in twins
+    } <= set(ours)
+    buffers = {
+        k[len("diffusion.") :]
+        for k in listing["keys"]
+        if k.startswith("diffusion.") and k not in twins
+    }
+    assert buffers == set(restorer.schedule.buffers())
+    params = sum(p.numel() for m in restorer.restore_modules().values() for p in m.parameters())
+    assert params == listing["parameters"]
+    kw = listing["kwargs"]
+    assert (restorer.schedule.T, cfg.diffusion.linear_start, cfg.diffusion.linear_end) == (
+        kw["timesteps"],
+        kw["linear_start"],
+        kw["linear_end"],
+    )

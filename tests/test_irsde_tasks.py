@@ -69,10 +69,8 @@ def test_motion_kernels_sum_to_one_and_the_blur_is_their_convolution() -> None:
     assert float((blurred - clean).abs().mean()) > 1e-3  # it did blur
 
 
-def test_sr_pair_is_the_matlab_downscale_upsampled_as_the_official_code() -> None:
-    """LQ = PyTorch-bicubic ×4 (the official ``F.interpolate``) of the 8-bit MATLAB ×1/4."""
-    import torch.nn.functional as F
-
+def test_sr_pair_is_the_8bit_matlab_downscale() -> None:
+    """LQ = the MATLAB ×1/4 of the mod-cropped photo, stored as 8 bits (DF2K's LR/x4)."""
     from irctl.data.degrade import quantize_8bit
     from irctl.data.resize import downscale
 
@@ -81,13 +79,28 @@ def test_sr_pair_is_the_matlab_downscale_upsampled_as_the_official_code() -> Non
         clean, torch.Generator()
     )
     hr = clean[..., :48, :64]
-    assert torch.equal(pair.gt, hr) and pair.lq.shape == hr.shape
-    lr = quantize_8bit(downscale(hr, 4))
-    assert torch.allclose(pair.lq, F.interpolate(lr, scale_factor=4, mode="bicubic"), atol=1e-6)
+    assert torch.equal(pair.gt, hr) and pair.lq.shape[-2:] == (12, 16)
+    assert torch.equal(pair.lq, quantize_8bit(downscale(hr, 4)))
+
+
+def test_irsde_sr_mean_is_the_official_pytorch_bicubic_of_the_lr() -> None:
+    """The released ×4 model was trained on ``F.interpolate(LR, 4, "bicubic")``: with
+    ``upsampler = "torch"`` that is μ; Refusion's stereo SR keeps MATLAB's."""
+    import torch.nn.functional as F
+
+    from irctl.data.resize import upscale
+    from irctl.methods.refusion import mean_state
+
+    lr = _crop(12, 16)
+    official = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
+    assert torch.allclose(mean_state(4, lr, "torch"), official, atol=1e-6)
+    assert torch.equal(mean_state(4, lr), upscale(lr, 4))
+    assert not torch.allclose(mean_state(4, lr), official, atol=1e-3)
 
 
 @pytest.mark.parametrize("fraction", [(0.1, 0.1), (0.3, 0.3), (0.05, 0.5)])
-def test_masks_cover_the_share_asked_and_holes_are_white(fraction) -> None:
+def test_masks_cover_the_share_asked_and_the_input_is_image_and_mask(fraction) -> None:
+    from irctl.data.degrade import quantize_8bit
     from irctl.data.masks import random_mask
 
     rng = np.random.default_rng(0)
@@ -95,10 +108,14 @@ def test_masks_cover_the_share_asked_and_holes_are_white(fraction) -> None:
         holes = random_mask(128, 96, fraction, rng)
         assert fraction[0] <= holes.mean() <= fraction[1] + 0.12
     cfg = DegradationConfig(kind="inpaint_mask", mask_fraction=(0.2, 0.2))
-    pair = build_pair_synthesis(cfg)(_crop(), torch.Generator().manual_seed(0))
-    changed = (pair.lq != pair.gt).any(dim=1)
-    assert torch.all(pair.lq.masked_select(changed[:, None].expand_as(pair.lq)) == 1.0)
-    assert 0.15 <= float((pair.lq == 1.0).all(dim=1).float().mean()) <= 0.35
+    clean = _crop()
+    pair = build_pair_synthesis(cfg)(clean, torch.Generator().manual_seed(0))
+    assert pair.lq.shape[1] == 4 and torch.equal(pair.gt, clean)
+    m = pair.lq[:, 3:]
+    assert set(m.unique().tolist()) == {0.0, 1.0} and 0.15 <= float(m.mean()) <= 0.35
+    assert torch.all(pair.lq[:, :3] * m == 0)  # holes zeroed
+    known = (1 - m).expand_as(clean).bool()
+    assert torch.equal(pair.lq[:, :3][known], quantize_8bit(clean)[known])
 
 
 @pytest.mark.parametrize("kind", ["rain", "motion_blur", "bicubic_sr", "inpaint_mask"])
@@ -112,19 +129,16 @@ def test_each_synthesis_is_a_pure_function_of_the_generator(kind: str) -> None:
 # --------------------------------------------------------------------------- sr4
 
 
-def test_sr4_input_is_four_times_the_file_and_the_alpha_follows() -> None:
-    from irctl.data.resize import torch_bicubic_upscale
-
+def test_sr4_output_is_four_times_the_file_and_the_alpha_follows() -> None:
     task = get_task("sr4")
     lr = load_photo("chelsea")[:10, :12]
     alpha = np.full((10, 12), 200, dtype=np.uint8)
     alpha[:, :6] = 50
     image = Image(pixels=lr[..., :1].copy(), alpha=alpha, dtype=np.dtype(np.uint8))  # grey
     x = task.model_input({IMAGE: image})
-    assert x.shape == (40, 48, 3)
-    expected = torch_bicubic_upscale(torch.from_numpy(lr[..., 0].copy()), 4).numpy()
-    assert np.allclose(x[..., 1], expected, atol=1e-6)
-    (out,) = task.model_output(x, {IMAGE: image}).values()
+    assert x.shape == (10, 12, 3)  # the model gets the LR; reaching 4× is the method's job
+    restored = np.repeat(np.repeat(x, 4, axis=0), 4, axis=1)
+    (out,) = task.model_output(restored, {IMAGE: image}).values()
     assert out.pixels.shape == (40, 48, 1) and out.alpha.shape == (40, 48)
     assert out.alpha.dtype == np.uint8 and out.alpha[0, 0] == 50 and out.alpha[0, -1] == 200
 
@@ -158,7 +172,13 @@ def test_inpaint_plans_each_image_with_its_mask_and_names_a_missing_one(tmp_path
     assert alone.jobs[0].inputs[MASK] == tmp_path / "a_mask.png"
 
 
-def test_inpaint_input_whitens_the_holes_and_a_mis_sized_mask_is_one_line(tmp_path) -> None:
+def test_inpaint_input_is_image_and_mask_and_known_pixels_come_back_exactly(tmp_path) -> None:
+    """[image·(1 − m), m] in; the known pixels of the output are the file's (a mask of zeros
+    returns the input bit-exactly); a mis-sized mask is one line."""
+    from irctl.data.masks import masked_input
+    from irctl.io.images import write_image
+    from irctl.methods.refusion import mean_state
+
     task = get_task("inpaint")
     _write_case(tmp_path, "a")
     _write_case(tmp_path, "c", mask_shape=(20, 32))
@@ -166,8 +186,23 @@ def test_inpaint_input_whitens_the_holes_and_a_mis_sized_mask_is_one_line(tmp_pa
     by_name = {j.src.name: j for j in plan.jobs}
     images = task.read(by_name["a.png"])
     x = task.model_input(images)
-    assert np.all(x[8:16, 10:20] == 1.0)
-    assert np.array_equal(x[:8], images[IMAGE].pixels[:8])
+    assert x.shape == (24, 32, 4)
+    assert np.all(x[8:16, 10:20, :3] == 0.0) and np.all(x[8:16, 10:20, 3] == 1.0)
+    assert np.array_equal(x[:8, :, :3], images[IMAGE].pixels[:8]) and np.all(x[:8, :, 3] == 0)
+    # IR-SDE's released model sees the image with white holes (the official mask_to)
+    white = mean_state(1, torch.from_numpy(x.transpose(2, 0, 1))[None], holes="white")[0]
+    assert torch.all(white[:, 8:16, 10:20] == 1.0)
+    assert torch.equal(white[:, :8], torch.from_numpy(images[IMAGE].pixels[:8].transpose(2, 0, 1)))
+    restored = np.full((24, 32, 3), 0.3, dtype=np.float32)
+    done = task.complete(restored, x)
+    assert np.all(done[8:16, 10:20] == 0.3) and np.array_equal(done[:8], images[IMAGE].pixels[:8])
+    (out,) = task.model_output(done, images).values()
+    written = tmp_path / "w.png"
+    write_image(written, out.pixels, dtype=np.uint8)
+    file_pixels = read_image(tmp_path / "a.png").pixels
+    assert np.array_equal(read_image(written).pixels[:8], file_pixels[:8])
+    empty = masked_input(images[IMAGE].pixels, np.zeros((24, 32), dtype=bool))
+    assert np.array_equal(task.complete(restored, empty), images[IMAGE].pixels)
     reason = task.read(by_name["c.png"])
     assert isinstance(reason, str) and "\n" not in reason and "c_mask.png is 32x20" in reason
 

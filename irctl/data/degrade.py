@@ -140,12 +140,9 @@ def _stereo_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
 
 
 def _bicubic_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
-    """Single-image SR as IR-SDE's SISR model learned it: the LR is the MATLAB bicubic
-    ×1/scale of the photo (mod-cropped; DF2K's LR/x4 files, stored as 8 bits), and the pair's
-    LQ is the *model's input* — that LR upsampled back with PyTorch's bicubic
-    (:func:`irctl.data.resize.torch_bicubic_upscale`, the official ``upscale``), the size of
-    the ground truth. The sr4 task makes the same input from an LR file."""
-    from irctl.data.resize import downscale, torch_bicubic_upscale
+    """Single-image SR: the LR is the MATLAB bicubic ×1/scale of the photo (mod-cropped), stored
+    as 8 bits — the bicubic LR of DF2K's LR/x4 files and of the SR benchmarks."""
+    from irctl.data.resize import downscale
 
     s = cfg.scale
 
@@ -153,8 +150,7 @@ def _bicubic_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
         h, w = clean.shape[-2:]
         hr = clean[..., : h - h % s, : w - w % s]
         lr = downscale(hr, s)
-        lr = quantize_8bit(lr) if cfg.quantize else lr
-        return Batch(lq=torch_bicubic_upscale(lr, s), gt=hr)
+        return Batch(lq=quantize_8bit(lr) if cfg.quantize else lr, gt=hr)
 
     return synth
 
@@ -191,25 +187,19 @@ def _rain_pair(cfg: DegradationConfig) -> PairSynthesis:
 
 
 def _inpaint_pair(cfg: DegradationConfig) -> PairSynthesis:
-    """Random stroke-and-box holes (irctl/data/masks.py), filled with white as the official
-    inpainting code does: the LQ is the model's input, the holes carry no other mark."""
+    """Random stroke-and-box holes (irctl/data/masks.py); the LQ is the model input
+    ``[image·(1 − m), m]`` (4 channels), the photo stored as 8 bits."""
     from irctl.data.masks import random_mask
 
     def synth(clean: Tensor, g: torch.Generator) -> Batch:
         rng = _numpy_rng(g)
         h, w = clean.shape[-2:]
         holes = np.stack([random_mask(h, w, cfg.mask_fraction, rng) for _ in range(len(clean))])
-        keep = torch.from_numpy(~holes)[:, None].to(clean.device, clean.dtype)
-        lq = masked_input_tensor(clean, keep)
-        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=clean)
+        m = torch.from_numpy(holes)[:, None].to(clean.device, clean.dtype)
+        photo = quantize_8bit(clean) if cfg.quantize else clean
+        return Batch(lq=torch.cat([photo * (1.0 - m), m], dim=1), gt=clean)
 
     return synth
-
-
-def masked_input_tensor(clean: Tensor, keep: Tensor) -> Tensor:
-    """``keep·image + (1 − keep)`` on N×C×H×W (keep N×1×H×W in {0, 1}): the batch form of
-    :func:`irctl.data.masks.masked_input`."""
-    return keep * clean + (1.0 - keep)
 
 
 def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = None) -> PairSynthesis:

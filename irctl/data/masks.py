@@ -1,11 +1,12 @@
-"""Inpainting: random hole masks, and the masked image IR-SDE's released inpainting model sees.
+"""Inpainting: random hole masks, and the model input of an image and its holes.
 
-The official code (Algolzw/image-restoration-sde, codes/utils/deg_utils.py ``mask_to``) reads a
-mask whose white pixels are kept (its folder is ``gt_keep_masks``, RePaint's masks), scales it to
-[0, 1], and forms the network's input as ``mask·image + (1 − mask)``: holes are filled with white
-(1.0) and the network has no other sign of where they are. irctl's mask files mark the *holes*
-in white instead (as OpenCV's ``inpaint``, LaMa and most editors do); :func:`masked_input` takes
-that convention and builds the official input.
+irctl's mask files mark the *holes* in white (as OpenCV's ``inpaint``, LaMa and most editors
+do). The model input is LaMa's and DiffIR's: ``[image·(1 − m), m]``, four channels, holes zeroed
+and the mask m (1 in a hole) beside them (:func:`masked_input`). A method whose network wants
+another form makes it from that: IR-SDE's released model was trained on the image with white
+holes and no mask (Algolzw/image-restoration-sde, codes/utils/deg_utils.py ``mask_to``, whose
+``gt_keep_masks`` are white where kept), which is ``image·(1 − m) + m``
+(``network.holes = "white"``, irctl/methods/refusion.py).
 
 Training masks (:func:`random_mask`) are free-form brush strokes and boxes, drawn until they
 cover a drawn share of the image — in the spirit of the official thin/thick stroke masks.
@@ -18,10 +19,10 @@ import numpy as np
 
 
 def masked_input(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
-    """The official inpainting input: ``image`` (H×W×C float) with every hole pixel set to
-    white, ``keep·image + (1 − keep)`` with keep = 1 − holes (``holes``: H×W bool)."""
-    keep = (~holes)[..., None].astype(image.dtype)
-    return keep * image + (1.0 - keep)
+    """``[image·(1 − m), m]``: ``image`` (H×W×3 float) with its holes zeroed and the mask m
+    (``holes``, H×W bool) as a fourth channel. Known pixels are the image's exact values."""
+    m = holes[..., None].astype(image.dtype)
+    return np.concatenate([np.where(holes[..., None], 0.0, image).astype(image.dtype), m], axis=2)
 
 
 def holes_from_mask(mask: np.ndarray) -> np.ndarray:

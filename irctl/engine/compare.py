@@ -138,8 +138,10 @@ def _load(name: str, device) -> Restorer:
 def _model_runs(restorer: Restorer, request: CompareRequest, device) -> dict[str, MethodFn]:
     """The table rows of one model: one per sampler run, or one for a single forward pass."""
     name = restorer.preset.name
+    complete = get_task(restorer.preset.task).complete
     if restorer.sampling is None:
-        return {name: model_method(restorer, resolve_options(restorer), request.seed, device)}
+        options = resolve_options(restorer)
+        return {name: model_method(restorer, options, request.seed, device, complete)}
     runs = {}
     for sampler, steps in request.samplers or restorer.sampling.comparison:
         try:
@@ -147,6 +149,6 @@ def _model_runs(restorer: Restorer, request: CompareRequest, device) -> dict[str
         except ValueError as err:
             raise UsageError(f"{name}: {err}") from None
         runs[f"{name} ({sampler}, {steps} steps)"] = model_method(
-            restorer, options, request.seed, device
+            restorer, options, request.seed, device, complete
         )
     return runs

@@ -94,11 +94,19 @@ MethodFn = Callable[[np.ndarray, Conditioning], np.ndarray]
 
 
 def model_method(
-    restorer: Restorer, options: SampleOptions, seed: int, device: torch.device
+    restorer: Restorer,
+    options: SampleOptions,
+    seed: int,
+    device: torch.device,
+    complete: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> MethodFn:
+    """A model as a table row; ``complete`` is the task's (irctl/tasks/base.py), so the table
+    scores what `restore` writes."""
+
     def run(lq: np.ndarray, cond: Conditioning) -> np.ndarray:
         image = Image(pixels=lq, alpha=None, dtype=np.dtype(np.uint8))
-        return restore_image(restorer, image, options, seed=seed, device=device, cond=cond)
+        out = restore_image(restorer, image, options, seed=seed, device=device, cond=cond)
+        return complete(out, lq) if complete is not None else out
 
     return run
 

@@ -196,16 +196,17 @@ def run_jobs(
                 continue
             started = time.perf_counter()
             try:
+                x = task.model_input(decoded.images)
                 restored = restore_array(
                     restorer,
-                    task.model_input(decoded.images),
+                    x,
                     options,
                     seed=seed,
                     device=device,
                     callback=on_step,
                     cond=decoded.cond,
                 )
-                outputs = task.model_output(restored, decoded.images)
+                outputs = task.model_output(task.complete(restored, x), decoded.images)
             except (RuntimeError, ValueError, MemoryError) as err:  # e.g. out of memory
                 fail(job.src, f"restore failed: {str(err).strip().splitlines()[0]}")
                 continue

@@ -61,13 +61,11 @@ def richardson_lucy_guess(lq: np.ndarray, degradation: DegradationConfig) -> np.
 
 def telea_inpaint(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
     """OpenCV's Telea inpainting (Telea 2004, fast marching; radius 5) of the holes of an
-    inpainting input. The input is the model's (holes white, irctl/data/masks.py), which has no
-    mask beside it, so the holes are taken as the pixels white in all three channels: a
-    saturated white area of the photo itself is refilled from its surroundings too."""
+    inpainting input ``[image·(1 − m), m]`` (irctl/data/masks.py)."""
     import cv2
 
-    holes = np.all(lq >= 1.0, axis=2).astype(np.uint8)
-    image8 = np.rint(np.clip(lq, 0.0, 1.0) * 255.0).astype(np.uint8)
+    holes = (lq[..., 3] >= 0.5).astype(np.uint8)
+    image8 = np.rint(np.clip(lq[..., :3], 0.0, 1.0) * 255.0).astype(np.uint8)
     return cv2.inpaint(image8, holes, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
 
 

@@ -56,6 +56,17 @@ class DiffIRRestorer(RestorerBase):
     @staticmethod
     def check_preset(preset: Preset) -> None:
         cfg: DiffIRConfig = preset.model
+        deg, net = preset.degradation, cfg.network
+        if (deg.kind == "inpaint_mask") != (net.in_channels == 4):
+            raise ValueError(
+                "an inpainting input is [image·(1 − m), m]: network.in_channels = 4 goes with "
+                "the inpaint_mask degradation and only with it"
+            )
+        if deg.kind == "bicubic_sr" and (net.output, net.scale) != ("upscale", deg.scale):
+            raise ValueError(
+                f'a bicubic_sr degradation needs network.output = "upscale" and network.scale '
+                f"= degradation.scale = {deg.scale}"
+            )
         if cfg.prior.ipr_dim != cfg.network.prior_dim:
             raise ValueError(
                 f"the IPR has 4·prior.width = {cfg.prior.ipr_dim} values but network.prior_dim "

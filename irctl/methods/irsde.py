@@ -14,19 +14,29 @@ from torch import Tensor, nn
 from irctl.config import Preset
 from irctl.diffusion.mrsde import MRSDEConfig
 from irctl.methods.official_keys import IRSDE_UNET, import_state
-from irctl.methods.refusion import RefusionRestorer, one_file
+from irctl.methods.refusion import HOLES, UPSAMPLERS, RefusionRestorer, one_file
 from irctl.nets.irsde_unet import IRSDEUNet, IRSDEUNetConfig
 
 
 @dataclass(frozen=True)
 class IRSDENetwork(IRSDEUNetConfig):
     """``[network]`` of IR-SDE: the U-Net's sizes; ``upscale`` > 1 for SR (the input is the LR
-    image, μ its bicubic upsampling, as the official SR config feeds the network)."""
+    image, μ its bicubic upsampling — ``upsampler = "torch"`` for the released ×4 model, whose
+    code upsamples with PyTorch's bicubic — and the SDE runs at the output size)."""
 
     upscale: int = 1
+    upsampler: str = "matlab"
+    #: "white": the input is an inpainting one, the network sees the image with white holes
+    holes: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.holes not in HOLES:
+            raise ValueError(f"network.holes must be one of {HOLES}, got {self.holes!r}")
+        if self.upsampler not in UPSAMPLERS:
+            raise ValueError(
+                f"network.upsampler must be one of {', '.join(UPSAMPLERS)}, got {self.upsampler!r}"
+            )
         if not self.mu_input:
             raise ValueError(
                 "a network without μ input needs the denoising SDE: method irsde_denoising"
@@ -46,10 +56,16 @@ class IRSDERestorer(RefusionRestorer):
     def check_preset(preset: Preset) -> None:
         if preset.degradation.kind == "stereo_sr":
             raise ValueError("IR-SDE's U-Net restores single images, not stereo pairs")
-        if preset.degradation.kind == "bicubic_sr" and preset.model.network.upscale != 1:
+        deg, network = preset.degradation, preset.model.network
+        if (deg.kind == "inpaint_mask") != (network.holes != ""):
             raise ValueError(
-                "a bicubic_sr input is already upsampled to the output size (the official SISR "
-                "model's input): network.upscale must be 1"
+                'an inpaint_mask degradation and network.holes = "white" go together (the '
+                "network's form of an image and its mask)"
+            )
+        if deg.kind == "bicubic_sr" and network.upscale != deg.scale:
+            raise ValueError(
+                f"a bicubic_sr degradation needs network.upscale = degradation.scale = "
+                f"{deg.scale}, got {network.upscale}"
             )
 
     def build_noise_network(self) -> nn.Module:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from irctl.config import Preset
 from irctl.data.batch import Batch
-from irctl.data.resize import upscale
+from irctl.data.resize import torch_bicubic_upscale, upscale
 from irctl.diffusion import mrsde
 from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions, Sampling
 from irctl.methods.official_keys import REFUSION_NAFNET, REFUSION_STEREO, import_state
@@ -104,11 +104,27 @@ def noise_network(network: RefusionNetwork) -> nn.Module:
     return ConditionalNAFNet(network)
 
 
-def mean_state(factor: int, lq: Tensor) -> Tensor:
-    """μ, the SDE's mean state, from the model's input: the LQ image itself, or for SR
-    (``factor`` > 1) its MATLAB-bicubic upsampling to the output size, unclamped (fact sheet
-    §0)."""
-    return lq if factor == 1 else upscale(lq, factor)
+#: How an SR network's μ upsamples the LR input: "matlab", MATLAB's bicubic (Refusion's stereo
+#: SR, fact sheet §0); "torch", PyTorch's (IR-SDE's released ×4 model, codes/utils/deg_utils.py
+#: ``upscale``, the input its weights were trained on)
+UPSAMPLERS = ("matlab", "torch")
+
+
+#: How a network takes an inpainting input ``[image·(1 − m), m]``: "" it has no holes (another
+#: task); "white" the image with white holes and no mask (IR-SDE's released model, trained on
+#: codes/utils/deg_utils.py ``mask_to``)
+HOLES = ("", "white")
+
+
+def mean_state(factor: int, lq: Tensor, upsampler: str = "matlab", holes: str = "") -> Tensor:
+    """μ, the SDE's mean state, from the model's input: the LQ image itself, for SR
+    (``factor`` > 1) its bicubic upsampling to the output size, unclamped, and for inpainting
+    (``holes = "white"``) the image with its holes white."""
+    if holes == "white":
+        lq = lq[:, :-1] + lq[:, -1:]
+    if factor == 1:
+        return lq
+    return torch_bicubic_upscale(lq, factor) if upsampler == "torch" else upscale(lq, factor)
 
 
 def view_noise(generator: torch.Generator, lq: Tensor, views: int) -> mrsde.NoiseFn:
@@ -183,6 +199,8 @@ class RefusionRestorer(RestorerBase):
         network = self.config.network
         self.views = getattr(network, "views", 1)  # L‖R views the network takes
         self.upscale = getattr(network, "upscale", 1)  # SR: μ is the bicubic upsampling
+        self.upsampler = getattr(network, "upsampler", "matlab")
+        self.holes = getattr(network, "holes", "")
         self.cond_scalars = getattr(network, "cond_scalars", 0)  # global scalars (lenses)
 
     def build_noise_network(self) -> nn.Module:
@@ -196,7 +214,7 @@ class RefusionRestorer(RestorerBase):
     ) -> tuple[Tensor, dict[str, float]]:
         """Refusion's matching loss (paper eq. 6, official ``MatchingLoss``): L1 between one reverse
         SDE step driven by the predicted noise and the optimal reverse state x*_{t−1}."""
-        mu, x0 = mean_state(self.upscale, batch.lq), batch.gt
+        mu, x0 = mean_state(self.upscale, batch.lq, self.upsampler, self.holes), batch.gt
         n = x0.shape[0]
         t = torch.randint(1, self.schedule.T + 1, (n,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
@@ -238,7 +256,7 @@ class RefusionRestorer(RestorerBase):
         callback: ProgressFn | None = None,
     ) -> Tensor:
         tiler = options.tiles.on_grid(align=self.net.multiple)
-        mu = mean_state(self.upscale, lq)
+        mu = mean_state(self.upscale, lq, self.upsampler, self.holes)
         tiled = tiler.wrap(self.net, *noise_net_roles(condition))
         model = bind_noise_model(tiled, mu, condition)
         if self.views > 1 and generator is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from irctl.tasks.base import Task, TaskOption
 from irctl.tasks.bokeh import BokehTask
 from irctl.tasks.inpaint import InpaintTask
-from irctl.tasks.sr import UpsampledSRTask
+from irctl.tasks.sr import SRTask
 from irctl.tasks.stereo import StereoTask
 
 TASKS: dict[str, Task] = {
@@ -27,9 +27,7 @@ TASKS: dict[str, Task] = {
         # Rain100H's numbers are on the BT.601 luma
         Task("derain", "rain streak removal", metrics={"psnr-y": "PSNR-Y", "ssim-y": "SSIM-Y"}),
         Task("deblur", "camera-shake motion deblurring", classical="richardson-lucy"),
-        UpsampledSRTask(
-            "sr4", "single-image ×4 super-resolution", metrics={"psnr-y": "PSNR-Y"}, scale=4
-        ),
+        SRTask("sr4", "single-image ×4 super-resolution", metrics={"psnr-y": "PSNR-Y"}, scale=4),
         InpaintTask("inpaint", "inpainting the holes a mask marks", classical="telea"),
     )
 }

@@ -208,6 +208,11 @@ class Task:
         """The model's input array (H×W×C float) for one job's decoded inputs."""
         return as_rgb(images[IMAGE])
 
+    def complete(self, restored: np.ndarray, model_input: np.ndarray) -> np.ndarray:
+        """The model's output (H'×W'×C float) finished with what the task guarantees from its
+        input, in restores and held-out tables alike (inpainting: the known pixels, exactly)."""
+        return restored
+
     def model_output(
         self, restored: np.ndarray, images: dict[str, Image]
     ) -> dict[str, OutputImage]:

@@ -7,12 +7,12 @@ mask marks holes in **white** (a pixel whose mean over its channels is ≥ ½), 
 ``inpaint``, LaMa and image editors do. The authors' own masks (``gt_keep_masks``, RePaint's)
 are the other way round — white is kept — and must be inverted first.
 
-The network sees exactly what the released IR-SDE inpainting model was trained on
-(codes/utils/deg_utils.py ``mask_to``): the image with its holes set to white, and no other mark
-of where they are (irctl/data/masks.py). The output is the model's whole image, known pixels
-included, as the official test scores it (codes/config/inpainting/test.py writes and measures
-``visuals["Output"]`` without pasting the input back): outside the holes a diffusion model
-changes little, and pasting would show seams where it does.
+The model input is ``[image·(1 − m), m]``: holes zeroed, the mask (1 in a hole) as a fourth
+channel (irctl/data/masks.py); each method makes its network's form of it (DiffIR and LaMa take
+it as it is; IR-SDE's released model wants white holes and no mask). Known pixels are copied back
+from the file bit-exactly (:meth:`InpaintTask.complete`): a mask of zeros returns the input. The
+official IR-SDE test writes the network's whole output instead; it differs only outside the
+holes, where an inpainter has no business changing a pixel.
 
 A missing mask, an unreadable one, or one of another size than its image is one line naming
 the file; the batch goes on.
@@ -21,11 +21,13 @@ the file; the batch goes on.
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from irctl.config import DegradationConfig
 from irctl.data.masks import holes_from_mask, masked_input
 from irctl.io.folders import output_path
 from irctl.io.images import SUPPORTED_SUFFIXES, Image
@@ -108,11 +110,20 @@ class InpaintTask(Task):
         return images
 
     def model_input(self, images: dict[str, Image]) -> np.ndarray:
-        """The image (grey made RGB) with its holes white, as the official ``mask_to``."""
+        """``[image·(1 − m), m]`` (grey made RGB)."""
         return masked_input(as_rgb(images[IMAGE]), holes_from_mask(images[MASK].pixels))
 
+    def complete(self, restored: np.ndarray, model_input: np.ndarray) -> np.ndarray:
+        """The known pixels of the input, exactly; the model's only in the holes."""
+        holes = model_input[..., 3:4] >= 0.5
+        return np.where(holes, restored, model_input[..., :3])
+
+    def input_row(self, degradation: DegradationConfig) -> tuple[str, Callable | None]:
+        """The image with its holes black."""
+        return "input", lambda lq, _cond: lq[..., :3]
+
     def benchmark_input(self, photo: np.ndarray) -> np.ndarray:
-        """The photo with a centred hole a quarter of each side, filled white."""
+        """The photo with a centred hole a quarter of each side."""
         h, w = photo.shape[:2]
         holes = np.zeros((h, w), dtype=bool)
         holes[3 * h // 8 : 5 * h // 8, 3 * w // 8 : 5 * w // 8] = True
