@@ -208,7 +208,15 @@ def default_preset_for_task(task: str) -> str:
             return name
     if (presets_dir() / f"{task}-tiny.toml").is_file():
         return f"{task}-tiny"
-    tasks = sorted({load_preset(n).task for n in available_presets()})
+    presets = [load_preset(n) for n in available_presets()]
+    own = sorted(p.name for p in presets if p.task == task)
+    if own:
+        raise PresetError(
+            f"no bundled model for task {task!r} yet: import released weights for one of its "
+            f"presets ({', '.join(own)}; README, 'The authors' released weights') and pass "
+            "--weights"
+        )
+    tasks = sorted({p.task for p in presets})
     raise PresetError(f"no model for task {task!r}; tasks: {', '.join(tasks)}")
 
 
