@@ -186,3 +186,19 @@ def test_inpainting_through_the_cli_keeps_known_pixels_and_names_a_missing_mask(
     assert np.array_equal(out_hole[keep], read_image(src / "hole.png").pixels[keep])
     assert not np.array_equal(out_hole[~keep], read_image(src / "hole.png").pixels[~keep])
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["hole.png", "zero.png"]
+
+
+def test_restore_reports_the_priors_share_of_the_time_and_benchmark_shows_it(restorer) -> None:
+    """The paper's point: the diffusion runs on 256 values, so it costs almost nothing beside
+    DIRformer. The method reports its phases; `benchmark`'s table prints them."""
+    from irctl.engine.benchmark import BenchmarkRow, markdown_table
+
+    restorer.restore(_photo(), None, SampleOptions("posterior_mean", 4, TileSettings(tile=0)), None)
+    assert set(restorer.phase_seconds) == {"prior", "dirformer"}
+    assert all(v > 0 for v in restorer.phase_seconds.values())
+    row = BenchmarkRow(56, 40, 0, 1, 4, "posterior_mean", 2.0, 0.001, 10.0, None, None)
+    plain = markdown_table([row])
+    assert "phases" not in plain  # methods without phases keep the old table
+    row.phases = {"prior": 0.5, "dirformer": 1.5}
+    line = markdown_table([row]).splitlines()[-1]
+    assert line.endswith("| prior 0.5 (25.0 %), dirformer 1.5 (75.0 %) |")

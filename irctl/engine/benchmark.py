@@ -19,7 +19,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,9 @@ class BenchmarkRow:
     #: PSNR of the tiled output against the untiled one (dB, inf when identical): the typical
     #: size of the tiling difference, where the max abs diff shows only its worst pixel.
     psnr_vs_untiled: float | None = None
+    #: seconds of each phase of one restore, as the method reports them (DiffIR: the prior and
+    #: DIRformer); empty for methods that report none
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -99,9 +102,9 @@ def benchmark_image(
 
 def _measure(
     spec: ModelSpec, size: tuple[int, int], options: SampleOptions, seed: int
-) -> tuple[np.ndarray, float, int]:
+) -> tuple[np.ndarray, float, int, dict[str, float]]:
     """Runs in a fresh process: load the model, warm up, restore one image, and report
-    (output, seconds, peak bytes)."""
+    (output, seconds, peak bytes, the method's phase seconds)."""
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = resolve_device(spec.device)
@@ -129,12 +132,14 @@ def _measure(
     out = restore_image(restorer, image, options, seed=seed, device=device, cond=cond)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return out, time.perf_counter() - tic, peak_memory_bytes(device)
+    seconds = time.perf_counter() - tic
+    phases = dict(getattr(restorer, "phase_seconds", {}))
+    return out, seconds, peak_memory_bytes(device), phases
 
 
 def _measure_in_fresh_process(
     spec: ModelSpec, size: tuple[int, int], options: SampleOptions, seed: int
-) -> tuple[np.ndarray, float, int]:
+) -> tuple[np.ndarray, float, int, dict[str, float]]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         return pool.submit(_measure, spec, size, options, seed).result()
@@ -176,9 +181,9 @@ def run_benchmark(
         for tile in tiles:
             options = options_for(tile)
             if tile == 0 and reference is not None:
-                out, seconds, peak = reference
+                out, seconds, peak, phases = reference
             else:
-                out, seconds, peak = _measure_in_fresh_process(spec, size, options, seed)
+                out, seconds, peak, phases = _measure_in_fresh_process(spec, size, options, seed)
             diff = float(np.abs(out - reference[0]).max()) if reference is not None else None
             agreement = psnr(out, reference[0], max_value=1.0) if reference is not None else None
             row = BenchmarkRow(
@@ -193,6 +198,7 @@ def run_benchmark(
                 peak_memory_mib=peak / 2**20,
                 max_abs_diff_vs_untiled=diff,
                 psnr_vs_untiled=agreement,
+                phases=phases,
             )
             rows.append(row)
             if on_row is not None:
@@ -211,18 +217,25 @@ def rows_as_dicts(rows: list[BenchmarkRow]) -> list[dict]:
 
 
 def markdown_table(rows: list[BenchmarkRow]) -> str:
+    """The rows as Markdown; a column of phase timings when the method reports phases."""
+    with_phases = any(r.phases for r in rows)
     lines = [
         "| size | tile | tiles per call | sampler | steps | s / image | MP/s | peak MiB "
-        "| max abs diff tiled vs untiled | PSNR tiled vs untiled (dB) |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| max abs diff tiled vs untiled | PSNR tiled vs untiled (dB) |"
+        + (" phases (s, share) |" if with_phases else ""),
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|" + ("---|" if with_phases else ""),
     ]
     for r in rows:
         diff = "—" if r.max_abs_diff_vs_untiled is None else f"{r.max_abs_diff_vs_untiled:.2e}"
         agreement = "—" if r.psnr_vs_untiled is None else f"{r.psnr_vs_untiled:.1f}"
+        phases = ", ".join(
+            f"{name} {sec:.3g} ({100 * sec / r.seconds:.1f} %)" for name, sec in r.phases.items()
+        )
         lines.append(
             f"| {size_label(r.size, r.height)} | {r.tile or 'off'} | {r.tile_batch if r.tile else '—'} | {r.sampler} "
             f"| {r.steps} | {r.seconds:.2f} | {r.megapixels_per_second:.4f} "
             f"| {r.peak_memory_mib:.0f} | {diff} | {agreement} |"
+            + (f" {phases or '—'} |" if with_phases else "")
         )
     return "\n".join(lines) + "\n"
 
