@@ -28,6 +28,7 @@ TASKS: dict[str, Task] = {
         Task("derain", "rain streak removal", metrics={"psnr-y": "PSNR-Y", "ssim-y": "SSIM-Y"}),
         Task("deblur", "camera-shake motion deblurring", classical="richardson-lucy"),
         SRTask("sr4", "single-image ×4 super-resolution", metrics={"psnr-y": "PSNR-Y"}, scale=4),
+        SRTask("sr2", "single-image ×2 super-resolution", metrics={"psnr-y": "PSNR-Y"}, scale=2),
         InpaintTask("inpaint", "inpainting the holes a mask marks", classical="telea"),
     )
 }
