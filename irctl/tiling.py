@@ -182,36 +182,80 @@ class Tiler:
         height: int,
         width: int,
     ) -> Tensor:
+        """Accumulate window-weighted tile predictions into one full-size output and divide
+        each band of rows by its weight sum as soon as no later tile reaches it.
+
+        The only full-size buffer is the output: the weight sums are rebuilt per finished band
+        (:func:`_band_weights`), adding the same windows in the same tile order, so every pixel
+        gets the same float32 sum as a full-size weight map would, and the division happens in
+        place. A previous tile's arguments and prediction are dropped before the next call."""
         th, tops = tile_layout(height, self.tile, self.overlap, self.align)
         tw, lefts = tile_layout(width, self.tile, self.overlap, self.align)
         boxes = [(top, left) for top in tops for left in lefts]
         n = _batch_size(args, roles)
         out: Tensor | None = None
-        weight_sum: Tensor | None = None
+        windows: dict[tuple[bool, bool, bool, bool], Tensor] = {}
         k_out = 1
+        done = 0  # output rows [0, done) are final: normalised, reached by no further tile
+
+        def window(top: int, left: int) -> Tensor:
+            """The blending window of the tile at (top, left), one per kind of border."""
+            assert out is not None
+            inner = (top > 0, top + th < height, left > 0, left + tw < width)
+            if inner not in windows:
+                windows[inner] = blend_window(
+                    k_out * th, k_out * tw, k_out * self.overlap, out.dtype, inner
+                ).to(out.device)
+            return windows[inner]
+
         for i in range(0, len(boxes), self.batch):
             chunk = boxes[i : i + self.batch]
             call_args = [
                 _tile_argument(a, r, chunk, th, tw) for a, r in zip(args, roles, strict=True)
             ]
             pred = net(*call_args)
+            del call_args
             if out is None:
                 k_out = pred.shape[-2] // th
                 if pred.shape[-2:] != (k_out * th, k_out * tw) or k_out < 1:
                     raise ValueError(f"tiled output {tuple(pred.shape)} is not a grid multiple")
                 out = pred.new_zeros((n, pred.shape[1], k_out * height, k_out * width))
-                weight_sum = pred.new_zeros((1, 1, k_out * height, k_out * width))
+
             for j, (t, left) in enumerate(chunk):
-                inner = (t > 0, t + th < height, left > 0, left + tw < width)
-                window = blend_window(
-                    k_out * th, k_out * tw, k_out * self.overlap, pred.dtype, inner
-                ).to(pred.device)
                 rows = slice(k_out * t, k_out * (t + th))
                 cols = slice(k_out * left, k_out * (left + tw))
-                out[..., rows, cols] += pred[j * n : (j + 1) * n] * window
-                weight_sum[..., rows, cols] += window
-        assert out is not None and weight_sum is not None
-        return out / weight_sum
+                out[..., rows, cols] += pred[j * n : (j + 1) * n] * window(t, left)
+            del pred
+            following = i + len(chunk)
+            end = k_out * boxes[following][0] if following < len(boxes) else k_out * height
+            if end > done:
+                tile_shape = (k_out, th, tw)
+                out[..., done:end, :] /= _band_weights(boxes, tile_shape, done, end, window, out)
+                done = end
+        assert out is not None
+        return out
+
+
+def _band_weights(
+    boxes: Sequence[tuple[int, int]],
+    tile_shape: tuple[int, int, int],
+    start: int,
+    end: int,
+    window: Callable[[int, int], Tensor],
+    like: Tensor,
+) -> Tensor:
+    """The weight sum of output rows [start, end): every window reaching them, added in tile
+    order (float32 sums depend on the order), as the full-size map the blend once kept."""
+    k_out, th, tw = tile_shape  # output pixels per grid pixel, tile height and width
+    weights = like.new_zeros((1, 1, end - start, like.shape[-1]))
+    for top, left in boxes:
+        lo, hi = max(start, k_out * top), min(end, k_out * (top + th))
+        if lo < hi:
+            cols = slice(k_out * left, k_out * (left + tw))
+            weights[..., lo - start : hi - start, cols] += window(top, left)[
+                lo - k_out * top : hi - k_out * top
+            ]
+    return weights
 
 
 def _base_grid(args: Sequence[object], roles: Sequence[Role]) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 
 import pytest
 import torch
@@ -445,7 +446,7 @@ def test_posterior_sampler_wiring(sched):
     model, _ = _oracle(x0, sched, mu)
     mrsde.sample_posterior(
         model,
-        xT,
+        xT.clone(),  # the sampler updates its state in place
         mu,
         sched,
         mrsde.timesteps(T, 10),
@@ -491,7 +492,7 @@ def test_sde_sampler_is_deterministic_given_generator(sched):
 
     def run(seed):
         noise = mrsde.gaussian_noise(torch.Generator().manual_seed(seed))
-        return mrsde.sample_sde(model, xT, mu, sched, mrsde.timesteps(T, 10), noise)
+        return mrsde.sample_sde(model, xT.clone(), mu, sched, mrsde.timesteps(T, 10), noise)
 
     a, b, c = run(1), run(1), run(2)
     assert torch.equal(a, b)
@@ -506,3 +507,68 @@ def test_samplers_registry():
         "ode": mrsde.sample_ode,
         "posterior": mrsde.sample_posterior,
     } == mrsde.SAMPLERS
+
+
+# --- in-place steps: the pure functions' bytes, few full-size buffers ----------------------------
+
+
+@pytest.mark.parametrize("t,s", [(100, 99), (100, 90), (37, 12), (5, 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_in_place_steps_are_the_pure_updates_bit_for_bit(sched, t, s, dtype):
+    """The samplers' in-place updates apply the pure functions' float operations in the same
+    order: equal, not close, so restores keep their bytes."""
+    x0, mu, eps = _pair(shape=(2, 3, 24, 20), seed=t + s, dtype=dtype)
+    x = mrsde.forward_sample(x0, mu, sched, t, 0.7 * eps + 0.1)
+    score = mrsde.score_from_noise(eps, sched, t)
+    for weight, pure in [
+        (2.0, mrsde.reverse_sde_mean(x, mu, score, sched, t, s)),
+        (1.0, mrsde.reverse_ode_step(x, mu, score, sched, t, s)),
+    ]:
+        stepped = mrsde.reverse_euler_step_(x.clone(), mu, eps.clone(), sched, t, s, weight)
+        assert torch.equal(stepped, pure)
+    x0_hat = mrsde.x0_from_noise(x, mu, eps, sched, t)
+    pure = mrsde.optimal_reverse_state(x, x0_hat, mu, sched, t, s)
+    assert torch.equal(mrsde.posterior_step_(x.clone(), mu, eps.clone(), sched, t, s), pure)
+
+
+class _LiveBuffers(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the tensors of at least ``numel`` elements that ops allocate (outputs sharing
+    no storage with an input) and the most of them alive at once."""
+
+    def __init__(self, numel: int) -> None:
+        super().__init__()
+        self.numel, self.live, self.peak = numel, 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {
+            a.untyped_storage().data_ptr()
+            for a in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(a, torch.Tensor)
+        }
+        for o in torch.utils._pytree.tree_leaves(out):
+            big = isinstance(o, torch.Tensor) and o.numel() >= self.numel
+            if big and o.untyped_storage().data_ptr() not in inputs:
+                self.live += 1
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(o, self._freed)
+        return out
+
+    def _freed(self) -> None:
+        self.live -= 1
+
+
+@pytest.mark.parametrize("name", sorted(mrsde.SAMPLERS))
+def test_samplers_keep_at_most_two_full_size_temporaries(sched, name):
+    """Besides the state (updated in place) and μ, a step holds the model's output and one
+    temporary, then the noise and its scaled copy: never more than two full-size tensors
+    that the sampler (or the model) allocated are alive at once, whatever the step count."""
+    x0, mu, _ = _pair(shape=(1, 3, 32, 32), seed=21, dtype=torch.float32)
+    x_T = mrsde.terminal_sample(mu, sched, torch.randn(mu.shape, generator=torch.Generator()))
+    noise = mrsde.gaussian_noise(torch.Generator().manual_seed(0))
+    model, _ = _oracle(x0, sched, mu)
+    counter = _LiveBuffers(mu.numel())
+    with counter:
+        out = mrsde.SAMPLERS[name](model, x_T, mu, sched, mrsde.timesteps(T, 5), noise)
+    assert out is x_T  # the state is x_T's buffer
+    assert counter.peak <= 2 and counter.live == 0

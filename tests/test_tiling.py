@@ -355,3 +355,72 @@ def test_grid_tiling_of_an_upscaling_net_cuts_each_argument_at_its_own_scale():
 def test_grid_must_divide_the_input():
     with pytest.raises(ValueError, match="multiple of the grid"):
         Tiler(tile=8, overlap=2).wrap(lambda a: a, Spatial(4))(_image((1, 3, 30, 32)))
+
+
+# --- the blend's arithmetic and memory -----------------------------------------------------------
+
+
+def _blend_with_full_weight_map(net, x, tiler):
+    """The blend written plainly: every tile's weighted prediction and its window added, in tile
+    order, into full-size output and weight maps, then one division."""
+    height, width = x.shape[-2:]
+    th, tops = tile_layout(height, tiler.tile, tiler.overlap, tiler.align)
+    tw, lefts = tile_layout(width, tiler.tile, tiler.overlap, tiler.align)
+    out = weight = None
+    for top, left in itertools.product(tops, lefts):
+        pred = net(x[..., top : top + th, left : left + tw])
+        k = pred.shape[-2] // th
+        if out is None:
+            out = pred.new_zeros((*pred.shape[:2], k * height, k * width))
+            weight = pred.new_zeros((1, 1, k * height, k * width))
+        inner = (top > 0, top + th < height, left > 0, left + tw < width)
+        window = blend_window(k * th, k * tw, k * tiler.overlap, pred.dtype, inner)
+        rows, cols = slice(k * top, k * (top + th)), slice(k * left, k * (left + tw))
+        out[..., rows, cols] += pred * window
+        weight[..., rows, cols] += window
+    return out / weight
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+@pytest.mark.parametrize(
+    "tile,overlap,batch", [(16, 4, 1), (16, 4, 3), (13, 5, 4), (24, 8, 2), (20, 0, 5)]
+)
+def test_blend_is_the_full_weight_map_blend_bit_for_bit(tile, overlap, batch, scale):
+    """Weights rebuilt band by band, division in place: the same float32 sums in the same tile
+    order, so the same bytes as full-size output and weight maps."""
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(3, 2 * scale * scale, 3, padding=1)
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pixel_shuffle(conv(x), scale) if scale > 1 else conv(x)
+
+    x = _image((2, 3, H, W), seed=6)
+    tiler = Tiler(tile, overlap, batch)
+    with torch.no_grad():
+        assert torch.equal(tiler.wrap(net, SPATIAL)(x), _blend_with_full_weight_map(net, x, tiler))
+
+
+def test_blend_allocates_one_full_size_buffer():
+    """The output is the tiler's only image-sized allocation (no weight map, no divided copy,
+    no list of tile outputs), however many tiles and bands."""
+    x = _image((1, 3, 4 * H, 4 * W), seed=7)
+    full_size = {tuple(x.shape[-2:])}
+    allocated = []
+
+    class Allocations(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = {
+                a.untyped_storage().data_ptr()
+                for a in torch.utils._pytree.tree_leaves((args, kwargs))
+                if isinstance(a, torch.Tensor)
+            }
+            new = isinstance(out, torch.Tensor) and out.untyped_storage().data_ptr() not in inputs
+            if new and (out.numel() >= x[0, 0].numel() or tuple(out.shape[-2:]) in full_size):
+                allocated.append(tuple(out.shape))
+            return out
+
+    tiled = Tiler(tile=48, overlap=8, batch=3).wrap(lambda a: a * 2.0, SPATIAL)
+    with torch.no_grad(), Allocations():
+        tiled(x)
+    assert allocated == [tuple(x.shape)]

@@ -261,7 +261,7 @@ def timesteps(T: int, steps: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Samplers (k-diffusion style: the model is any callable, progress comes through a callback)
+# Noise
 # ---------------------------------------------------------------------------------------------
 
 
@@ -280,6 +280,70 @@ def gaussian_noise(generator: torch.Generator | None) -> NoiseFn:
     return noise
 
 
+# ---------------------------------------------------------------------------------------------
+# In-place steps: the samplers' updates on their own state buffer
+# ---------------------------------------------------------------------------------------------
+#
+# Written with the pure functions above, one update allocates five or six full-size temporaries;
+# tiled restores of large images then hold a dozen image-sized buffers at once, while the
+# network's own memory follows the tile. The steps below apply the same float operations in the
+# same order to the same operands (x − y as x.sub_(y), c·x as x.mul_(c), μ + v as v.add_(μ):
+# IEEE addition and multiplication are commutative, so the bytes are those of the pure
+# functions), keeping one temporary besides the state, μ and ε̂.
+
+
+def _owned(eps_hat: Tensor, *inputs: Tensor) -> Tensor:
+    """ε̂, or a copy of it when it shares memory with one of the model's inputs (a network
+    that returns its input): the in-place steps overwrite ε̂."""
+    shared = any(
+        eps_hat.untyped_storage().data_ptr() == a.untyped_storage().data_ptr() for a in inputs
+    )
+    return eps_hat.clone() if shared else eps_hat
+
+
+def reverse_euler_step_(
+    x: Tensor,
+    mu: Tensor,
+    eps_hat: Tensor,
+    sched: MRSDESchedule,
+    t: int,
+    s: int,
+    score_weight: float,
+) -> Tensor:
+    """x ← x − [Θ(μ − x) − w·λ²Θ·ŝ] with ŝ = −ε̂/σ̄_t, in place; ε̂ is overwritten.
+
+    w = 2 is :func:`reverse_sde_mean` (the drift of the reverse SDE), w = 1
+    :func:`reverse_ode_step` (the probability-flow ODE), bit for bit."""
+    big_theta = integrated_theta(sched, t, s)
+    score = eps_hat.neg_().div_(marginal_std(sched, t))
+    drift = torch.sub(mu, x).mul_(big_theta)
+    drift.sub_(score.mul_(score_weight * sched.max_sigma**2 * big_theta))
+    return x.sub_(drift)
+
+
+def posterior_step_(
+    x: Tensor, mu: Tensor, eps_hat: Tensor, sched: MRSDESchedule, t: int, s: int
+) -> Tensor:
+    """x ← x*_s(x_t, x̂_0(ε̂)), the mean of the posterior step, in place; ε̂ is overwritten.
+
+    Bit for bit ``optimal_reverse_state(x, x0_from_noise(x, μ, ε̂, t), μ, t, s)``."""
+    x0_hat = torch.sub(x, mu).sub_(eps_hat.mul_(marginal_std(sched, t)))
+    x0_hat.mul_(math.exp(theta_bar(sched, t))).add_(mu)
+    del eps_hat
+    coef_xt, coef_x0, _ = _posterior_coefficients(sched, t, s)
+    x.sub_(mu).mul_(coef_xt).add_(mu)
+    return x.add_(x0_hat.sub_(mu).mul_(coef_x0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Samplers (k-diffusion style: the model is any callable, progress comes through a callback)
+# ---------------------------------------------------------------------------------------------
+#
+# Each sampler takes x_T over as its state: it is updated in place and returned (callers pass a
+# fresh tensor, as :func:`terminal_sample` makes, and clone it to keep it). The model's output
+# is a fresh tensor the step may overwrite, and is dropped before the next model call.
+
+
 @torch.no_grad()
 def sample_sde(
     model: NoiseModel,
@@ -291,12 +355,11 @@ def sample_sde(
     callback: StepCallback | None = None,
 ) -> Tensor:
     """Reverse-time SDE, Euler–Maruyama (Refusion eq. 3; ``IRSDE.reverse_sde``), over the
-    descending timesteps ``grid`` (:func:`timesteps`)."""
+    descending timesteps ``grid`` (:func:`timesteps`); x (x_T) is updated in place."""
     steps = len(grid) - 1
     for i, (t, s) in enumerate(itertools.pairwise(grid)):
-        score = score_from_noise(model(x, t), sched, t)
-        x = reverse_sde_mean(x, mu, score, sched, t, s)
-        x = x + reverse_sde_noise_scale(sched, t, s) * noise(x)
+        reverse_euler_step_(x, mu, _owned(model(x, t), x, mu), sched, t, s, score_weight=2.0)
+        x.add_(reverse_sde_noise_scale(sched, t, s) * noise(x))
         if callback is not None:
             callback(i, steps, x)
     return x
@@ -312,11 +375,11 @@ def sample_ode(
     noise: NoiseFn,
     callback: StepCallback | None = None,
 ) -> Tensor:
-    """Probability-flow ODE, Euler (``IRSDE.reverse_ode``); deterministic after x_T."""
+    """Probability-flow ODE, Euler (``IRSDE.reverse_ode``); deterministic after x_T, which is
+    updated in place."""
     steps = len(grid) - 1
     for i, (t, s) in enumerate(itertools.pairwise(grid)):
-        score = score_from_noise(model(x, t), sched, t)
-        x = reverse_ode_step(x, mu, score, sched, t, s)
+        reverse_euler_step_(x, mu, _owned(model(x, t), x, mu), sched, t, s, score_weight=1.0)
         if callback is not None:
             callback(i, steps, x)
     return x
@@ -332,17 +395,18 @@ def sample_posterior(
     noise: NoiseFn,
     callback: StepCallback | None = None,
 ) -> Tensor:
-    """Posterior sampling (``IRSDE.reverse_posterior``): x_s ~ p(x_s | x_t, x̂_0) with x̂_0 from ε̂.
+    """Posterior sampling (``IRSDE.reverse_posterior``): x_s ~ p(x_s | x_t, x̂_0) with x̂_0 from ε̂;
+    x (x_T) is updated in place.
 
     Exact for any s < t, so it is the natural sampler for fewer steps than T; the last step
     (s = 0) is deterministic and returns x̂_0.
     """
     steps = len(grid) - 1
     for i, (t, s) in enumerate(itertools.pairwise(grid)):
-        x0_hat = x0_from_noise(x, mu, model(x, t), sched, t)
-        x_next = optimal_reverse_state(x, x0_hat, mu, sched, t, s)
+        posterior_step_(x, mu, _owned(model(x, t), x, mu), sched, t, s)
         std = posterior_std(sched, t, s)
-        x = x_next + std * noise(x) if std > 0 else x_next
+        if std > 0:
+            x.add_(std * noise(x))
         if callback is not None:
             callback(i, steps, x)
     return x

@@ -124,7 +124,10 @@ class NAFBlock(nn.Module):
         x = self.norm1(inp)
         if scale_att is not None:
             x = x * (1 + scale_att) + shift_att
-        x = self.gate(self.conv2(self.conv1(x)))
+        # One statement per layer: each input is let go as soon as its layer is done.
+        x = self.conv1(x)
+        x = self.conv2(x)
+        x = self.gate(x)
         x = self.conv3(x * self.sca(x))
         y = inp + x * self.beta
         x = self.norm2(y)
@@ -179,7 +182,9 @@ class _UNetBody(nn.Module):
         pad_h, pad_w = (-h) % self.multiple, (-w) % self.multiple
         x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.intro(x)
-        intro = x
+        # Full-resolution maps are the network's memory: the intro's features are kept only for
+        # the global skip, and each skip is let go once the decoder has added it.
+        intro = x if self.global_skip else None
         skips = []
         for blocks, down in zip(self.encoders, self.downs, strict=True):
             for block in blocks:
@@ -188,11 +193,11 @@ class _UNetBody(nn.Module):
             x = down(x)
         for block in self.middle:
             x = block(x, temb, cemb)
-        for up, blocks, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
-            x = up(x) + skip
+        for up, blocks in zip(self.ups, self.decoders, strict=True):
+            x = up(x) + skips.pop()
             for block in blocks:
                 x = block(x, temb, cemb)
-        if self.global_skip:
+        if intro is not None:
             x = x + intro
         return self.ending(x)[..., :h, :w]
 
