@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import itertools
 import math
-import weakref
 
 import pytest
 import torch
+from allocations import LargeAllocations
 
 from irctl.diffusion import mrsde
 
@@ -531,33 +531,6 @@ def test_in_place_steps_are_the_pure_updates_bit_for_bit(sched, t, s, dtype):
     assert torch.equal(mrsde.posterior_step_(x.clone(), mu, eps.clone(), sched, t, s), pure)
 
 
-class _LiveBuffers(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the tensors of at least ``numel`` elements that ops allocate (outputs sharing
-    no storage with an input) and the most of them alive at once."""
-
-    def __init__(self, numel: int) -> None:
-        super().__init__()
-        self.numel, self.live, self.peak = numel, 0, 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        inputs = {
-            a.untyped_storage().data_ptr()
-            for a in torch.utils._pytree.tree_leaves((args, kwargs))
-            if isinstance(a, torch.Tensor)
-        }
-        for o in torch.utils._pytree.tree_leaves(out):
-            big = isinstance(o, torch.Tensor) and o.numel() >= self.numel
-            if big and o.untyped_storage().data_ptr() not in inputs:
-                self.live += 1
-                self.peak = max(self.peak, self.live)
-                weakref.finalize(o, self._freed)
-        return out
-
-    def _freed(self) -> None:
-        self.live -= 1
-
-
 @pytest.mark.parametrize("name", sorted(mrsde.SAMPLERS))
 def test_samplers_keep_at_most_two_full_size_temporaries(sched, name):
     """Besides the state (updated in place) and μ, a step holds the model's output and one
@@ -567,7 +540,7 @@ def test_samplers_keep_at_most_two_full_size_temporaries(sched, name):
     x_T = mrsde.terminal_sample(mu, sched, torch.randn(mu.shape, generator=torch.Generator()))
     noise = mrsde.gaussian_noise(torch.Generator().manual_seed(0))
     model, _ = _oracle(x0, sched, mu)
-    counter = _LiveBuffers(mu.numel())
+    counter = LargeAllocations(mu.numel())
     with counter:
         out = mrsde.SAMPLERS[name](model, x_T, mu, sched, mrsde.timesteps(T, 5), noise)
     assert out is x_T  # the state is x_T's buffer

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from allocations import LargeAllocations
 
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
 from irctl.tiling import (
@@ -404,23 +405,8 @@ def test_blend_allocates_one_full_size_buffer():
     """The output is the tiler's only image-sized allocation (no weight map, no divided copy,
     no list of tile outputs), however many tiles and bands."""
     x = _image((1, 3, 4 * H, 4 * W), seed=7)
-    full_size = {tuple(x.shape[-2:])}
-    allocated = []
-
-    class Allocations(torch.utils._python_dispatch.TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            inputs = {
-                a.untyped_storage().data_ptr()
-                for a in torch.utils._pytree.tree_leaves((args, kwargs))
-                if isinstance(a, torch.Tensor)
-            }
-            new = isinstance(out, torch.Tensor) and out.untyped_storage().data_ptr() not in inputs
-            if new and (out.numel() >= x[0, 0].numel() or tuple(out.shape[-2:]) in full_size):
-                allocated.append(tuple(out.shape))
-            return out
-
+    allocations = LargeAllocations(x[0, 0].numel())  # a one-channel image-sized map counts
     tiled = Tiler(tile=48, overlap=8, batch=3).wrap(lambda a: a * 2.0, SPATIAL)
-    with torch.no_grad(), Allocations():
+    with torch.no_grad(), allocations:
         tiled(x)
-    assert allocated == [tuple(x.shape)]
+    assert allocations.shapes == [tuple(x.shape)]

@@ -122,10 +122,10 @@ def _shadow_pair(cfg: DegradationConfig, heldout: bool = False) -> PairSynthesis
     return synth
 
 
-def _stereo_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
-    """Stereo SR: the clean batch is L‖R pairs (N×6×H×W, :func:`irctl.data.datasets.
-    load_stereo_photo`), cropped to multiples of the scale; each view's LR is its MATLAB bicubic
-    ×1/scale (NTIRE's degradation), stored as 8 bits like the benchmark's PNG files."""
+def _bicubic_lr_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """SR: the photo (or stereo_sr's L‖R pair, N×6×H×W, :func:`irctl.data.datasets.
+    load_stereo_photo`) cropped to multiples of the scale; the LR is its MATLAB bicubic
+    ×1/scale (NTIRE's degradation, DF2K's LR/x4 files), stored as 8 bits."""
     from irctl.data.resize import downscale
 
     s = cfg.scale
@@ -135,22 +135,6 @@ def _stereo_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
         hr = clean[..., : h - h % s, : w - w % s]
         lq = downscale(hr, s)
         return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=hr)
-
-    return synth
-
-
-def _bicubic_sr_pair(cfg: DegradationConfig) -> PairSynthesis:
-    """Single-image SR: the LR is the MATLAB bicubic ×1/scale of the photo (mod-cropped), stored
-    as 8 bits — the bicubic LR of DF2K's LR/x4 files and of the SR benchmarks."""
-    from irctl.data.resize import downscale
-
-    s = cfg.scale
-
-    def synth(clean: Tensor, g: torch.Generator) -> Batch:
-        h, w = clean.shape[-2:]
-        hr = clean[..., : h - h % s, : w - w % s]
-        lr = downscale(hr, s)
-        return Batch(lq=quantize_8bit(lr) if cfg.quantize else lr, gt=hr)
 
     return synth
 
@@ -217,8 +201,8 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
     builders = {
         "gaussian_noise": _noise_pair,
         "haze": _haze_pair,
-        "stereo_sr": _stereo_sr_pair,
-        "bicubic_sr": _bicubic_sr_pair,
+        "stereo_sr": _bicubic_lr_pair,
+        "bicubic_sr": _bicubic_lr_pair,
         "motion_blur": _motion_blur_pair,
         "rain": _rain_pair,
         "inpaint_mask": _inpaint_pair,

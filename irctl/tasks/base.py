@@ -67,6 +67,25 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     skipped: list[Job] = field(default_factory=list)  # every output already there (a resume)
     errors: list[tuple[Path, str]] = field(default_factory=list)  # inputs with no valid job
+    claimed: dict[Path, Path] = field(default_factory=dict, repr=False)  # output → its input
+
+    def output_for(
+        self, src: Path, dst: Path, *, src_root: Path | None, ext: str | None, suffix: str
+    ) -> Path | None:
+        """``src``'s output file under ``dst``, claimed for it; None, with the reason among the
+        errors, when its name maps to no output or another input already has that output."""
+        try:
+            target = output_path(src, dst, src_root=src_root, ext=ext, suffix=suffix)
+        except ValueError as err:
+            self.errors.append((src, str(err)))
+            return None
+        if target in self.claimed:
+            self.errors.append(
+                (src, f"output {target} is already the output of {self.claimed[target]}")
+            )
+            return None
+        self.claimed[target] = src
+        return target
 
 
 @dataclass(frozen=True)
@@ -168,20 +187,10 @@ class Task:
         Every job is planned, done or not: which are done is the engine's business (after
         sharding, so that ranks agree on the list whatever is already on disk)."""
         plan = Plan()
-        claimed: dict[Path, Path] = {}
         for src in files:
-            try:
-                target = output_path(src, dst, src_root=src_root, ext=ext, suffix=suffix)
-            except ValueError as err:
-                plan.errors.append((src, str(err)))
-                continue
-            if target in claimed:
-                plan.errors.append(
-                    (src, f"output {target} is already the output of {claimed[target]}")
-                )
-                continue
-            claimed[target] = src
-            plan.jobs.append(Job({IMAGE: src}, {IMAGE: target}))
+            target = plan.output_for(src, dst, src_root=src_root, ext=ext, suffix=suffix)
+            if target is not None:
+                plan.jobs.append(Job({IMAGE: src}, {IMAGE: target}))
         return plan
 
     def read(self, job: Job) -> dict[str, Image] | str:

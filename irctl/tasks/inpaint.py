@@ -29,7 +29,6 @@ import numpy as np
 
 from irctl.config import DegradationConfig
 from irctl.data.masks import holes_from_mask, masked_input
-from irctl.io.folders import output_path
 from irctl.io.images import SUPPORTED_SUFFIXES, Image
 from irctl.tasks.base import IMAGE, Job, Plan, Task, as_rgb
 
@@ -71,7 +70,6 @@ class InpaintTask(Task):
             if f.stem.endswith(MASK_SUFFIX):
                 masks.setdefault((f.parent, f.stem[: -len(MASK_SUFFIX)]), []).append(f)
         plan = Plan()
-        claimed: dict[Path, Path] = {}
         for src in files:
             if src.stem.endswith(MASK_SUFFIX):
                 continue
@@ -82,18 +80,9 @@ class InpaintTask(Task):
                     (src, f"{why}: expected one {src.parent / (src.stem + MASK_SUFFIX)}.*")
                 )
                 continue
-            try:
-                target = output_path(src, dst, src_root=src_root, ext=ext, suffix=suffix)
-            except ValueError as err:
-                plan.errors.append((src, str(err)))
-                continue
-            if target in claimed:
-                plan.errors.append(
-                    (src, f"output {target} is already the output of {claimed[target]}")
-                )
-                continue
-            claimed[target] = src
-            plan.jobs.append(Job({IMAGE: src, MASK: found[0]}, {IMAGE: target}))
+            target = plan.output_for(src, dst, src_root=src_root, ext=ext, suffix=suffix)
+            if target is not None:
+                plan.jobs.append(Job({IMAGE: src, MASK: found[0]}, {IMAGE: target}))
         return plan
 
     def read(self, job: Job) -> dict[str, Image] | str:
