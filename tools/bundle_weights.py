@@ -4,7 +4,7 @@
 
 The preset must name its weights file (``weights = "weights/<name>.safetensors"``) and be the
 run's preset in everything else: the tool refuses a run trained with other settings or for
-fewer steps than the preset's ``iterations``. It writes the run's EMA weights with the preset's
+fewer steps than the preset's ``iterations`` (its last stage's, ``[train.stages.<stage>]``). It writes the run's EMA weights with the preset's
 ``weights`` entry embedded (so the checkpoint's preset is the shipped TOML, which the tests
 check) and the run's ``log.jsonl`` beside them. The tensors are copied unchanged.
 """
@@ -29,10 +29,9 @@ def bundle(run: Path, preset_path: Path) -> Path:
     ckpt = load_checkpoint(run / "weights.safetensors")
     if ckpt.preset.replace(weights=preset.weights) != preset:
         raise SystemExit(f"{run} was trained with settings other than {preset_path}")
-    if ckpt.step != preset.train.iterations:
-        raise SystemExit(
-            f"{run} stopped at step {ckpt.step}, the preset trains {preset.train.iterations}"
-        )
+    iterations = preset.train.for_stage(ckpt.stage).iterations  # the last stage's own recipe
+    if ckpt.step != iterations:
+        raise SystemExit(f"{run} stopped at step {ckpt.step}, the preset trains {iterations}")
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(ckpt.tensors, target, checkpoint_metadata(preset, ckpt.stage, ckpt.step))
     shutil.copyfile(run / "log.jsonl", target.with_name(f"{preset.name}.log.jsonl"))
