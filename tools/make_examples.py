@@ -25,8 +25,6 @@ EXAMPLES = {
     "shadow": "shadowed",
     "stereo-sr": "lr",
     "sr4": "lr",
-    "deblur": "blurred",
-    "inpaint": "in",
 }
 
 
