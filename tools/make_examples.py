@@ -25,6 +25,7 @@ EXAMPLES = {
     "shadow": "shadowed",
     "stereo-sr": "lr",
     "sr4": "lr",
+    "deblur": "blurred",
 }
 
 

@@ -40,6 +40,7 @@ INPUTS: dict[str, tuple[str, tuple[str, ...], tuple[int, int, int, int]]] = {
     "stereo-sr": ("examples/stereo-sr/lr", ("chelsea_L.png", "chelsea_R.png"), (20, 30, 32, 48)),
     # an LR input: 40×48 is three 32-pixel tiles down and two across
     "sr4": ("examples/sr4/lr", ("chelsea.png",), (10, 15, 40, 48)),
+    "deblur": ("examples/deblur/blurred", ("chelsea.png",), (40, 60, 64, 96)),
 }
 
 #: run name → restore options (a regression model ignores sampler and steps)
