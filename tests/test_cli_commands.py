@@ -131,7 +131,6 @@ def test_presets_hold_out_their_test_photos(name: str) -> None:
         ("stereo-sr", "lr"),
         ("sr4", "lr"),
         ("deblur", "blurred"),
-        ("inpaint", "in"),
     ],
 )
 def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None:

@@ -26,7 +26,6 @@ EXAMPLES = {
     "stereo-sr": "lr",
     "sr4": "lr",
     "deblur": "blurred",
-    "inpaint": "in",
 }
 
 
