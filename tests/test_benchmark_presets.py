@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from irctl.cli.app import app
+from irctl.methods import build_restorer
 from irctl.presets import available_presets, load_preset, weights_path
 
 BUNDLED = [
@@ -21,6 +22,8 @@ BUNDLED = [
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", BUNDLED)
 def test_benchmark_runs_for_every_bundled_model(preset: str) -> None:
+    sampling = build_restorer(load_preset(preset)).sampling
+    steps = sampling.min_steps if sampling is not None else 1  # DiffIR runs its whole chain
     result = CliRunner().invoke(
         app,
         [
@@ -32,7 +35,7 @@ def test_benchmark_runs_for_every_bundled_model(preset: str) -> None:
             "--tiles",
             "0",
             "--steps",
-            "1",
+            str(steps),
             "--threads",
             "1",
             "--json",

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from irctl import __version__
 from irctl.cli.app import app
 from irctl.engine.checkpoint import load_checkpoint
+from irctl.methods import build_restorer
 from irctl.presets import available_presets, load_preset, weights_path
 
 runner = CliRunner()
@@ -128,6 +129,8 @@ def test_presets_hold_out_their_test_photos(name: str) -> None:
         ("bokeh", "in"),
         ("shadow", "shadowed"),
         ("stereo-sr", "lr"),
+        ("sr4", "lr"),
+        ("deblur", "blurred"),
     ],
 )
 def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None:
@@ -153,6 +156,9 @@ def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None
                 to_dtype(shipped.pixels, np.uint8),
                 to_dtype(photo.lq[..., 3 * v : 3 * v + 3], np.uint8),
             )
+        if photo.lq.shape[2] == 4:  # inpainting: the holes, white, in <name>_mask.png
+            mask = read_image(src / f"{photo.name}_mask.png").pixels.mean(axis=2) >= 0.5
+            np.testing.assert_array_equal(mask, photo.lq[..., 3] >= 0.5)
         if photo.cond.scalars:  # bokeh: lenses.csv names the pair the photo was rendered with
             assert lenses(src / f"{photo.name}.png").scalars == pytest.approx(photo.cond.scalars)
 
@@ -165,4 +171,5 @@ def test_bundled_weights_load_and_match_their_preset(name: str) -> None:
     ckpt = load_checkpoint(path)
     # The embedded preset is the shipped TOML: `--task`, `--preset` and `--weights` agree.
     assert ckpt.preset == preset
-    assert ckpt.step == preset.train.iterations
+    assert ckpt.stage == build_restorer(preset).stages[-1]  # every stage trained
+    assert ckpt.step == preset.train.for_stage(ckpt.stage).iterations

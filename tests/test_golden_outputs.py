@@ -47,7 +47,7 @@ def test_bundled_model_output_unchanged(preset: str, run: str, tmp_path: Path) -
         "1",
         "--seed",
         "0",
-        *MANIFEST["runs"][run],
+        *MANIFEST.get("preset_runs", {}).get(preset, MANIFEST["runs"])[run],
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -4,18 +4,19 @@
 
 The preset must name its weights file (``weights = "weights/<name>.safetensors"``) and be the
 run's preset in everything else: the tool refuses a run trained with other settings or for
-fewer steps than the preset's ``iterations``. It writes the run's EMA weights with the preset's
+fewer steps than the preset's ``iterations`` (its last stage's, ``[train.stages.<stage>]``). It writes the run's EMA weights with the preset's
 ``weights`` entry embedded (so the checkpoint's preset is the shipped TOML, which the tests
-check) and the run's ``log.jsonl`` beside them. The tensors are copied unchanged.
+check) and the run's ``log.jsonl`` beside them (every stage's, in order). The tensors are copied unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from irctl.engine.checkpoint import atomic_save, checkpoint_metadata, load_checkpoint
+from irctl.engine.train import stage_dir
+from irctl.methods import build_restorer
 from irctl.presets import load_preset, weights_path
 
 
@@ -29,13 +30,17 @@ def bundle(run: Path, preset_path: Path) -> Path:
     ckpt = load_checkpoint(run / "weights.safetensors")
     if ckpt.preset.replace(weights=preset.weights) != preset:
         raise SystemExit(f"{run} was trained with settings other than {preset_path}")
-    if ckpt.step != preset.train.iterations:
-        raise SystemExit(
-            f"{run} stopped at step {ckpt.step}, the preset trains {preset.train.iterations}"
-        )
+    iterations = preset.train.for_stage(ckpt.stage).iterations  # the last stage's own recipe
+    if ckpt.step != iterations:
+        raise SystemExit(f"{run} stopped at step {ckpt.step}, the preset trains {iterations}")
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(ckpt.tensors, target, checkpoint_metadata(preset, ckpt.stage, ckpt.step))
-    shutil.copyfile(run / "log.jsonl", target.with_name(f"{preset.name}.log.jsonl"))
+    stages = build_restorer(preset).stages
+    logs = [stage_dir(run, stages, stage) / "log.jsonl" for stage in stages]
+    with target.with_name(f"{preset.name}.log.jsonl").open("w") as out:
+        for log in logs:  # every stage's, in order (a multi-stage run keeps each in its folder)
+            if log.is_file():
+                out.write(log.read_text())
     return target
 
 

@@ -24,14 +24,19 @@ EXAMPLES = {
     "bokeh": "in",
     "shadow": "shadowed",
     "stereo-sr": "lr",
+    "sr4": "lr",
+    "deblur": "blurred",
 }
 
 
 def view_files(name: str, lq: np.ndarray) -> dict[str, np.ndarray]:
-    """File name → pixels: one file per photo, or a stereo case as <name>_L.png + <name>_R.png
+    """File name → pixels: one file per photo, a stereo case as <name>_L.png + <name>_R.png,
+    an inpainting case ``[image·(1 − m), m]`` as <name>.png + its white-hole <name>_mask.png
     (the names `irctl restore` pairs)."""
     if lq.shape[2] == 3:
         return {f"{name}.png": lq}
+    if lq.shape[2] == 4:
+        return {f"{name}.png": lq[..., :3], f"{name}_mask.png": np.repeat(lq[..., 3:], 3, axis=2)}
     return {f"{name}_L.png": lq[..., :3], f"{name}_R.png": lq[..., 3:]}
 
 

@@ -2,7 +2,8 @@
 
 Each bundled preset restores a small crop of its task's bundled example through the CLI
 (`irctl restore`, one thread, seed 0), once untiled with its default sampler and once tiled
-(32-pixel tiles, 3 tiles per network call) with the SDE sampler; the outputs are stored as
+(32-pixel tiles, 3 tiles per network call) with the SDE sampler (a model without it, DiffIR,
+with its own sampler and steps in both runs: the manifest's ``preset_runs``); the outputs are stored as
 8-bit PNGs with a manifest of the runs. A refactor that changes what a user gets changes these
 bytes.
 
@@ -24,6 +25,7 @@ from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 from irctl.cli.app import app
+from irctl.methods import build_restorer
 from irctl.presets import available_presets, load_preset, weights_path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +38,9 @@ INPUTS: dict[str, tuple[str, tuple[str, ...], tuple[int, int, int, int]]] = {
     "bokeh": ("examples/bokeh/in", ("chelsea.png",), (40, 60, 64, 96)),
     "shadow": ("examples/shadow/shadowed", ("chelsea.png",), (40, 60, 64, 96)),
     "stereo-sr": ("examples/stereo-sr/lr", ("chelsea_L.png", "chelsea_R.png"), (20, 30, 32, 48)),
+    # an LR input: 40×48 is three 32-pixel tiles down and two across
+    "sr4": ("examples/sr4/lr", ("chelsea.png",), (10, 15, 40, 48)),
+    "deblur": ("examples/deblur/blurred", ("chelsea.png",), (40, 60, 64, 96)),
 }
 
 #: run name → restore options (a regression model ignores sampler and steps)
@@ -54,6 +59,25 @@ RUNS: dict[str, list[str]] = {
         "3",
     ],
 }
+
+
+def runs_for(name: str) -> dict[str, list[str]]:
+    """:data:`RUNS`, or for a model whose sampling offers neither the SDE sampler nor 2 and 3
+    steps (DiffIR: one sampler, its fixed chain) the same two runs with its own sampler and
+    steps: untiled, and tiled alike."""
+    sampling = build_restorer(load_preset(name)).sampling
+    if sampling is None or (
+        "sde" in sampling.samplers and sampling.min_steps <= 2 and sampling.max_steps >= 3
+    ):
+        return RUNS
+    own = {}
+    for run, args in RUNS.items():
+        kept = []
+        for flag, value in zip(args[::2], args[1::2], strict=True):
+            if flag not in ("--sampler", "--steps"):
+                kept += [flag, value]
+        own[run] = kept
+    return own
 
 
 def bundled_presets() -> list[str]:
@@ -82,7 +106,7 @@ def write_inputs(root: Path) -> None:
                 writer.writerows(rows)
 
 
-def restore_args(preset: str, src: Path, dst: Path, run: str) -> list[str]:
+def restore_args(preset: str, src: Path, dst: Path, args: list[str]) -> list[str]:
     return [
         "restore",
         "--preset",
@@ -95,7 +119,7 @@ def restore_args(preset: str, src: Path, dst: Path, run: str) -> list[str]:
         "1",
         "--seed",
         "0",
-        *RUNS[run],
+        *args,
     ]
 
 
@@ -113,15 +137,21 @@ def main() -> None:
         "runs": RUNS,
         "presets": {},
     }
+    own_runs = {}
     for name in bundled_presets():
         task = load_preset(name).task
         manifest["presets"][name] = task
-        for run in RUNS:
+        runs = runs_for(name)
+        if runs != RUNS:
+            own_runs[name] = runs
+        for run, args in runs.items():
             dst = GOLDEN / name / run
-            result = runner.invoke(app, restore_args(name, GOLDEN / "inputs" / task, dst, run))
+            result = runner.invoke(app, restore_args(name, GOLDEN / "inputs" / task, dst, args))
             if result.exit_code != 0:
                 raise SystemExit(f"{name} {run}: exit {result.exit_code}\n{result.output}")
             print(f"{name} {run}: {sorted(p.name for p in dst.iterdir())}")
+    #: presets recorded with runs of their own (:func:`runs_for`)
+    manifest["preset_runs"] = own_runs
     (GOLDEN / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -1,4 +1,4 @@
-"""`irctl compare` short of parsing and printing: models, the task's classical baseline and the
+"""`irctl compare` short of parsing and printing: models, the task's classical baselines and the
 input, scored on the task's held-out photos; writes table.md, per_image.csv, every output image
 and the models' own reports (irctl/engine/heldout.py does the scoring)."""
 
@@ -73,7 +73,7 @@ def compare_models(
                 f"{r.preset.name} and {reference.name} differ in degradation or held-out "
                 "photos; compare models of one task setting at a time"
             )
-    baselines = request.classical if request.classical is not None else [task.classical]
+    baselines = request.classical if request.classical is not None else list(task.classical)
     baselines = [name for name in baselines if name]
     unknown = [name for name in baselines if name not in CLASSICAL]
     if unknown:
@@ -95,6 +95,7 @@ def compare_models(
         input_label=input_label,
         input_fn=input_fn,
         view_suffixes=task.view_suffixes,
+        metric_mask=task.metric_mask,
     )
     table = markdown_table(rows, baseline=input_label, headers=task.metrics)
     request.out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,14 @@ from irctl.engine.restore import restore_image
 from irctl.io.images import Image, to_dtype, write_image
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.methods.classical import CLASSICAL
-from irctl.metrics.fidelity import METRICS, hf_energy_ratio, psnr, ssim
+from irctl.metrics.fidelity import (
+    METRICS,
+    hf_energy_ratio,
+    masked_psnr,
+    masked_ssim,
+    psnr,
+    ssim,
+)
 from irctl.tasks import get_task
 
 HELDOUT_SEED = 1000
@@ -64,6 +72,20 @@ _EXTRA_METRICS = {
     # BT.601 luma, as deraining (Rain100H) and SR benchmarks report PSNR and SSIM
     "psnr-y": lambda out, gt, max_value: psnr(out, gt, max_value=max_value, y_channel=True),
     "ssim-y": lambda out, gt, max_value: ssim(out, gt, max_value=max_value, y_channel=True),
+    # SR benchmarks' convention (BasicSR): luma, ``scale`` pixels cropped from every edge
+    "psnr-y-crop4": lambda out, gt, max_value: psnr(
+        out, gt, max_value=max_value, y_channel=True, crop_border=4
+    ),
+    "psnr-y-crop2": lambda out, gt, max_value: psnr(
+        out, gt, max_value=max_value, y_channel=True, crop_border=2
+    ),
+}
+
+#: Metrics of a region of each case (the task's :meth:`~irctl.tasks.base.Task.metric_mask`:
+#: an inpainting case's holes): (out, gt, max_value, mask) → value.
+_MASKED_METRICS: dict[str, Callable[..., float]] = {
+    "psnr-mask": lambda out, gt, max_value, mask: masked_psnr(out, gt, mask, max_value=max_value),
+    "ssim-mask": lambda out, gt, max_value, mask: masked_ssim(out, gt, mask, max_value=max_value),
 }
 
 
@@ -179,6 +201,27 @@ def _per_view_mean(metric: Callable[..., float], out8: np.ndarray, gt8: np.ndarr
     )
 
 
+def _case_metrics(
+    photo: HeldoutPhoto,
+    names: tuple[str, ...],
+    metric_mask: Callable[[np.ndarray], np.ndarray | None] | None,
+) -> dict[str, Callable[..., float]]:
+    """The extra metrics of one case, by name, as (out, gt, max_value) → value: the masked
+    ones bound to the case's mask."""
+    masked = [name for name in names if name in _MASKED_METRICS]
+    mask = metric_mask(photo.lq) if masked and metric_mask is not None else None
+    if masked and mask is None:
+        raise ValueError(f"{', '.join(masked)} need a mask, and {photo.name} has none")
+    return {
+        name: (
+            partial(_MASKED_METRICS[name], mask=mask)
+            if name in _MASKED_METRICS
+            else _EXTRA_METRICS[name]
+        )
+        for name in names
+    }
+
+
 def run_heldout(
     photos: list[HeldoutPhoto],
     methods: dict[str, MethodFn],
@@ -189,16 +232,20 @@ def run_heldout(
     input_label: str = "input",
     input_fn: MethodFn | None = None,
     view_suffixes: tuple[str, ...] = ("",),
+    metric_mask: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> list[HeldoutRow]:
     """Score every method on every photo; the input is always the first row (``input_fn``
     turns the LQ into a comparable image: an SR table's bicubic upsampling; default the LQ
     itself). ``extra_metrics`` names further metrics (e.g. ``rmse-lab``, ``hf-ratio``). A case
     of several views (every 3 channels; stereo L‖R) is scored per view and averaged, and its
-    images saved as one file per view named by ``view_suffixes`` (the task's)."""
+    images saved as one file per view named by ``view_suffixes`` (the task's). The masked
+    metrics (``psnr-mask``, ``ssim-mask``) score the pixels ``metric_mask`` (the task's) picks
+    from each case's LQ."""
     rows = []
     first: MethodFn = input_fn or (lambda lq, _cond: lq)
     all_methods: dict[str, MethodFn] = {input_label: first, **methods}
     for photo in photos:
+        metrics = _case_metrics(photo, extra_metrics, metric_mask)
         if save_dir is not None:
             _save_views(save_dir, "gt", photo.name, photo.gt, view_suffixes)
         for label, fn in all_methods.items():
@@ -215,8 +262,7 @@ def run_heldout(
                 ssim=_per_view_mean(ssim, out8, photo.gt),
                 seconds=seconds,
                 extra={
-                    name: _per_view_mean(_EXTRA_METRICS[name], out8, photo.gt)
-                    for name in extra_metrics
+                    name: _per_view_mean(metric, out8, photo.gt) for name, metric in metrics.items()
                 },
             )
             rows.append(row)

@@ -69,11 +69,22 @@ def telea_inpaint(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
     return cv2.inpaint(image8, holes, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
 
 
+def navier_stokes_inpaint(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
+    """OpenCV's Navier–Stokes inpainting (Bertalmio et al. 2001; radius 5) of the holes of an
+    inpainting input ``[image·(1 − m), m]``: Telea's counterpart, transporting isophotes."""
+    import cv2
+
+    holes = (lq[..., 3] >= 0.5).astype(np.uint8)
+    image8 = np.rint(np.clip(lq[..., :3], 0.0, 1.0) * 255.0).astype(np.uint8)
+    return cv2.inpaint(image8, holes, 5, cv2.INPAINT_NS).astype(np.float32) / 255.0
+
+
 CLASSICAL: dict[str, ClassicalMethod] = {
     "bm3d": bm3d_denoise,
     "dcp": dcp_dehaze,
     "richardson-lucy": richardson_lucy_guess,
     "telea": telea_inpaint,
+    "navier-stokes": navier_stokes_inpaint,
 }
 #: The classical method a user of each task would otherwise pick (none exists for a lens-to-lens
 #: bokeh transform: the input itself is the baseline there; for SR the input row is the bicubic

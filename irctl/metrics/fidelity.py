@@ -48,6 +48,8 @@ __all__ = [
     "MetricFn",
     "crop_border",
     "mae",
+    "masked_psnr",
+    "masked_ssim",
     "max_value_for",
     "psnr",
     "rmse",
@@ -330,6 +332,75 @@ def hf_energy_ratio(
     if energy_gt == 0.0:
         raise ValueError("hf-ratio is undefined for a ground truth without any detail (flat)")
     return energy_pred / energy_gt
+
+
+def _region(mask: ArrayLike, shape: tuple[int, ...], crop: int) -> NDArray[np.bool_]:
+    """A metric's H×W boolean region, checked against the image's size, cropped like it."""
+    region = np.asarray(mask, dtype=bool)
+    if region.shape != shape[:2]:
+        raise ValueError(f"the mask is {region.shape[::-1]} (WxH), the image {shape[1::-1]}")
+    return crop_border(region, crop)
+
+
+def masked_psnr(
+    pred: ArrayLike,
+    gt: ArrayLike,
+    mask: ArrayLike,
+    *,
+    max_value: float,
+    crop_border: int = 0,
+    y_channel: bool = False,
+) -> float:
+    """PSNR over the pixels ``mask`` (H×W, true = scored) selects: the MSE of every channel
+    of those pixels only (an inpainting table's "inside the holes"). ``inf`` for a perfect
+    fill; an empty region raises ``ValueError`` (there is nothing to score)."""
+    a, b = _prepare(pred, gt, max_value=max_value, border=crop_border, y_channel=y_channel)
+    region = _region(mask, np.asarray(pred).shape, crop_border)
+    if not region.any():
+        raise ValueError("the mask selects no pixel: nothing to score")
+    mse = float(np.mean((a[region] - b[region]) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(max_value * max_value / mse)
+
+
+def masked_ssim(
+    pred: ArrayLike,
+    gt: ArrayLike,
+    mask: ArrayLike,
+    *,
+    max_value: float,
+    crop_border: int = 0,
+    y_channel: bool = False,
+) -> float:
+    """SSIM (:func:`ssim`'s window and constants) averaged over the pixels ``mask`` selects
+    instead of the whole valid region: the SSIM map of each channel, its 5-pixel border
+    dropped as :func:`ssim` drops it, the mean over the selected pixels and channels. Each
+    window still sees its neighbourhood, so pixels next to a hole's edge count their known
+    neighbours. 1.0 for a perfect fill; a region empty after the border raises ``ValueError``."""
+    a, b = _prepare(pred, gt, max_value=max_value, border=crop_border, y_channel=y_channel)
+    h, w = a.shape[:2]
+    if h < _SSIM_WINDOW or w < _SSIM_WINDOW:
+        raise ValueError(
+            f"SSIM needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels "
+            f"(after crop_border), got {w}x{h}"
+        )
+    region = _region(mask, np.asarray(pred).shape, crop_border)
+    _, full = structural_similarity(
+        a,
+        b,
+        data_range=max_value,
+        channel_axis=2,
+        gaussian_weights=True,
+        sigma=_SSIM_SIGMA,
+        use_sample_covariance=False,
+        full=True,
+    )
+    pad = (_SSIM_WINDOW - 1) // 2
+    valid = region[pad:-pad, pad:-pad]
+    if not valid.any():
+        raise ValueError("the mask selects no pixel SSIM scores (5 pixels from the edge)")
+    return float(np.mean(full[pad:-pad, pad:-pad][valid]))
 
 
 #: Metric name → function; read-only so no caller can change what "psnr" means for everyone.

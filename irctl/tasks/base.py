@@ -153,13 +153,13 @@ class Task:
     """A single-image task: every input file is an ``image``, restored into one output file of
     the same name under the destination folder.
 
-    ``classical``: the classical method a user would otherwise run (irctl/methods/classical.py),
-    the baseline row of ``irctl compare``; ``metrics``: metrics its literature reports beside
+    ``classical``: the classical methods a user would otherwise run (irctl/methods/classical.py),
+    the baseline rows of ``irctl compare``; ``metrics``: metrics its literature reports beside
     PSNR/SSIM (metric name → column header)."""
 
     name: str
     description: str = ""
-    classical: str | None = None
+    classical: tuple[str, ...] = ()
     metrics: dict[str, str] = field(default_factory=dict)
 
     inputs: tuple[str, ...] = (IMAGE,)
@@ -256,6 +256,11 @@ class Task:
         """The first row of a held-out table: its label and how the LQ input becomes an image
         comparable to the ground truth (None: the input itself)."""
         return "input", None
+
+    def metric_mask(self, lq: np.ndarray) -> np.ndarray | None:
+        """The pixels (H×W bool) a held-out case's masked metrics (``psnr-mask``,
+        ``ssim-mask``) score, from its model input; None: the task has no such region."""
+        return None
 
     def benchmark_input(self, photo: np.ndarray) -> np.ndarray:
         """The model input ``irctl benchmark`` times, made from one resized photo."""

@@ -111,6 +111,10 @@ class InpaintTask(Task):
         """The image with its holes black."""
         return "input", lambda lq, _cond: lq[..., :3]
 
+    def metric_mask(self, lq: np.ndarray) -> np.ndarray | None:
+        """The holes: what an inpainter is scored on (the rest is the input's, exactly)."""
+        return lq[..., 3] >= 0.5
+
     def benchmark_input(self, photo: np.ndarray) -> np.ndarray:
         """The photo with a centred hole a quarter of each side."""
         h, w = photo.shape[:2]
