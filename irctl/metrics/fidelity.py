@@ -189,7 +189,11 @@ def psnr(
     ``calculate_psnr``). Identical inputs give ``inf``, without a divide-by-zero warning.
     """
     a, b = _prepare(pred, gt, max_value=max_value, border=crop_border, y_channel=y_channel)
-    mse = float(np.mean((a - b) ** 2))
+    return _psnr_db(float(np.mean((a - b) ** 2)), max_value)
+
+
+def _psnr_db(mse: float, max_value: float) -> float:
+    """10 log10(max² / MSE); ``inf`` for a zero MSE, without a divide-by-zero warning."""
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(max_value * max_value / mse)
@@ -358,10 +362,7 @@ def masked_psnr(
     region = _region(mask, np.asarray(pred).shape, crop_border)
     if not region.any():
         raise ValueError("the mask selects no pixel: nothing to score")
-    mse = float(np.mean((a[region] - b[region]) ** 2))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(max_value * max_value / mse)
+    return _psnr_db(float(np.mean((a[region] - b[region]) ** 2)), max_value)
 
 
 def masked_ssim(
