@@ -90,7 +90,7 @@ def test_stereo_sr_heldout_cases_are_pairs_scored_per_view() -> None:
     """Stereo SR held-out cases hold L‖R; the table's first row is the bicubic ×4 upsampling,
     and each row's numbers are the mean of the two views' own."""
     from irctl.metrics.fidelity import psnr
-    from irctl.tasks.stereo import upscaled_input
+    from irctl.tasks.base import upscaled_input
 
     preset = load_preset("stereo-sr-tiny").replace(
         data=load_preset("stereo-sr-tiny").data.__class__(test=("coffee",))

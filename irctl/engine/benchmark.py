@@ -133,7 +133,7 @@ def _measure(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tic
-    phases = dict(getattr(restorer, "phase_seconds", {}))
+    phases = dict(restorer.phase_seconds)
     return out, seconds, peak_memory_bytes(device), phases
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def read_lens_table(path: Path) -> dict[str, LensEntry]:
 
 def _finite(value: object) -> float:
     number = float(str(value).strip())
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise ValueError(f"disparity must be a finite number, got {value!r}")
     return number
 

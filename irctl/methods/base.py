@@ -8,8 +8,9 @@ conditioning once with :meth:`Restorer.condition`, and calls :meth:`Restorer.res
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -46,7 +47,9 @@ class Sampling:
                 f"this model always runs its {self.max_steps} steps, got --steps {steps}"
             )
         if not self.min_steps <= steps <= self.max_steps:
-            raise ValueError(f"--steps must be between 1 and T={self.max_steps}, got {steps}")
+            raise ValueError(
+                f"--steps must be between {self.min_steps} and T={self.max_steps}, got {steps}"
+            )
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,10 @@ class Restorer(Protocol):
         file stem (latent Refusion: what its compressor keeps); usually none."""
         ...
 
+    #: seconds of the phases of the last :meth:`restore`, by name, for ``irctl benchmark``
+    #: (DiffIR: its prior and DIRformer); empty when a method times none
+    phase_seconds: Mapping[str, float]
+
     def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
         """The authors' released state_dicts (one per file: latent Refusion ships its
         compressor and its noise network apart) as this restorer's module states (``irctl
@@ -162,6 +169,7 @@ class RestorerBase:
     """Defaults of the protocol's optional parts, for methods to inherit."""
 
     stages: list[str]
+    phase_seconds: Mapping[str, float] = MappingProxyType({})  # read-only: no shared mutation
 
     def trainable(self, stage: str) -> dict[str, nn.Module]:
         """A one-stage method trains every module (its ``modules()``)."""

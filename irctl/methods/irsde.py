@@ -54,9 +54,9 @@ class IRSDERestorer(RefusionRestorer):
 
     @staticmethod
     def check_preset(preset: Preset) -> None:
-        if preset.degradation.kind == "stereo_sr":
-            raise ValueError("IR-SDE's U-Net restores single images, not stereo pairs")
         deg, network = preset.degradation, preset.model.network
+        if deg.kind == "stereo_sr":
+            raise ValueError("IR-SDE's U-Net restores single images, not stereo pairs")
         if (deg.kind == "inpaint_mask") != (network.holes != ""):
             raise ValueError(
                 'an inpaint_mask degradation and network.holes = "white" go together (the '

@@ -148,6 +148,20 @@ def scaled_alpha(alpha: np.ndarray | None, factor: int) -> np.ndarray | None:
     return scaled.astype(alpha.dtype)
 
 
+def upscaled_input(factor: int) -> Callable[[np.ndarray, object], np.ndarray]:
+    """(LR H×W×C float, conditioning) → its MATLAB-bicubic ×factor upsampling."""
+
+    def bicubic(lq: np.ndarray, _cond: object) -> np.ndarray:
+        import torch
+
+        from irctl.data.resize import upscale
+
+        planes = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))
+        return upscale(planes, factor).numpy().transpose(1, 2, 0)
+
+    return bicubic
+
+
 @dataclass(frozen=True)
 class Task:
     """A single-image task: every input file is an ``image``, restored into one output file of

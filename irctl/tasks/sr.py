@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from irctl.config import DegradationConfig
-from irctl.tasks.base import Task
-from irctl.tasks.stereo import upscaled_input
+from irctl.tasks.base import Task, upscaled_input
 
 
 @dataclass(frozen=True)

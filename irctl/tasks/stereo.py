@@ -17,26 +17,21 @@ import numpy as np
 from irctl.config import DegradationConfig
 from irctl.io.images import Image, ImageReadError, read_image
 from irctl.io.stereo import output_paths, pair_views
-from irctl.tasks.base import Job, OutputImage, Plan, Task, as_rgb, in_layout_of, scaled_alpha
+from irctl.tasks.base import (
+    Job,
+    OutputImage,
+    Plan,
+    Task,
+    as_rgb,
+    in_layout_of,
+    scaled_alpha,
+    upscaled_input,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 LEFT, RIGHT = "left", "right"
-
-
-def upscaled_input(factor: int) -> Callable[[np.ndarray, object], np.ndarray]:
-    """(LR H×W×C float, conditioning) → its MATLAB-bicubic ×factor upsampling."""
-
-    def bicubic(lq: np.ndarray, _cond: object) -> np.ndarray:
-        import torch
-
-        from irctl.data.resize import upscale
-
-        planes = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))
-        return upscale(planes, factor).numpy().transpose(1, 2, 0)
-
-    return bicubic
 
 
 @dataclass(frozen=True)
