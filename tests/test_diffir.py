@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from irctl.engine.checkpoint import load_checkpoint
+from irctl.engine.checkpoint import load_checkpoint, save_checkpoint
 from irctl.engine.models import load_restorer
 from irctl.engine.train import train
 from irctl.methods import build_restorer
@@ -143,6 +143,21 @@ def test_stage_two_starts_from_stage_ones_dirformer_and_restores_alone(tmp_path:
         _photo(), None, SampleOptions("posterior_mean", 4, TileSettings(tile=0)), None
     )
     assert out.shape == _photo().shape and torch.isfinite(out).all()
+    # the teacher came along (irctl's checkpoints keep it): the ground-truth-IPR upper bound
+    for key, value in restorer.teacher.state_dict().items():
+        assert torch.equal(value, second.module_state("teacher")[key])
+    (upper,) = restorer.oracle_runs().values()
+    lq, gt = _photo(), _photo() * 0.5 + 0.25
+    expected = restorer.dirformer(lq, restorer.teacher_ipr(lq, gt))
+    assert torch.equal(upper(lq, gt), expected)
+    odd = upper(_photo(37, 50), _photo(37, 50))  # padded to the DIRformer's multiple, cropped
+    assert odd.shape == (1, 3, 37, 50) and torch.isfinite(odd).all()
+    # a stage-2 file without the teacher (as the authors release them) restores, with no
+    # upper bound to offer
+    alone = tmp_path / "no-teacher.safetensors"
+    save_checkpoint(alone, restorer.restore_modules(), preset, "stage2", 0)
+    without = load_restorer(weights=alone, preset=None, task=None, device=torch.device("cpu"))
+    assert without.oracle_runs() == {} and "teacher" not in without.loaded_modules
 
 
 def test_inpainting_through_the_cli_keeps_known_pixels_and_names_a_missing_mask(

@@ -172,6 +172,52 @@ def test_inpaint_plans_each_image_with_its_mask_and_names_a_missing_one(tmp_path
     assert alone.jobs[0].inputs[MASK] == tmp_path / "a_mask.png"
 
 
+def test_mask_dir_finds_masks_apart_in_the_images_subfolders(tmp_path: Path) -> None:
+    """--mask-dir M: ``M/<sub>/x_mask.*`` or ``M/<sub>/x.*`` for ``src/<sub>/x.png``; masks
+    beside the images are then not used; none or two is one error line naming where."""
+    task = get_task("inpaint")
+    src, masks = tmp_path / "src", tmp_path / "masks"
+    (src / "sub").mkdir(parents=True)
+    (masks / "sub").mkdir(parents=True)
+    _write_case(src, "a")  # a_mask.png beside it: ignored with --mask-dir
+    _write_case(src / "sub", "b", mask_shape=None)
+    _write_case(src, "c", mask_shape=None)
+    _write_case(src, "d", mask_shape=None)
+    mask = np.zeros((24, 32), dtype=np.uint8)
+    save_array(masks / "a.png", mask)  # same stem
+    save_array(masks / "sub" / "b_mask.png", mask)  # the _mask suffix
+    save_array(masks / "d.png", mask)
+    save_array(masks / "d_mask.tif", mask)  # two masks for d
+    files = sorted(p for p in src.rglob("*.png"))
+    plan = task.plan(
+        files, tmp_path / "o", src_root=src, ext=None, suffix="", options={"mask_dir": masks}
+    )
+    found = {j.src.name: j.inputs[MASK] for j in plan.jobs}
+    assert found == {"a.png": masks / "a.png", "b.png": masks / "sub" / "b_mask.png"}
+    reasons = {path.name: reason for path, reason in plan.errors}
+    assert set(reasons) == {"c.png", "d.png"}
+    assert reasons["c.png"].startswith("no mask") and str(masks / "c_mask") in reasons["c.png"]
+    assert reasons["d.png"].startswith("2 masks")
+    # the image itself is never its own mask when --mask-dir is its folder
+    same = task.plan(
+        [src / "c.png"],
+        tmp_path / "o",
+        src_root=src,
+        ext=None,
+        suffix="",
+        options={"mask_dir": src},
+    )
+    assert not same.jobs and "no mask" in same.errors[0][1]
+
+
+def test_mask_dir_is_an_option_of_inpainting_only(tmp_path: Path) -> None:
+    _write_case(tmp_path, "a")
+    args = ["restore", "--task", "denoise", "--src", str(tmp_path), "--dst", str(tmp_path / "o")]
+    result = runner.invoke(app, [*args, "--mask-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--mask-dir" in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_inpaint_input_is_image_and_mask_and_known_pixels_come_back_exactly(tmp_path) -> None:
     """[image·(1 − m), m] in; the known pixels of the output are the file's (a mask of zeros
     returns the input bit-exactly); a mis-sized mask is one line."""
@@ -247,6 +293,15 @@ def test_restore_inpaint_and_sr4_end_to_end(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]  # ... one ran
     assert "no mask" in result.output
     assert read_image(tmp_path / "out" / "a.png").pixels.shape == (24, 32, 3)
+    # --mask-dir: b's mask kept apart; a folder that is not there is refused up front
+    masks = tmp_path / "masks"
+    save_array(masks / "b.png", np.full((24, 32), 255, dtype=np.uint8))
+    result = runner.invoke(app, [*args, "--dst", str(tmp_path / "o2"), "--mask-dir", str(masks)])
+    assert result.exit_code == 1 and "no mask" in result.output  # a's mask is not in masks/
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["b.png"]
+    result = runner.invoke(app, [*args, "--dst", str(tmp_path / "o3"), "--mask-dir", "nowhere"])
+    assert result.exit_code == 2 and "--mask-dir nowhere: not a folder" in result.output
+    assert not (tmp_path / "o3").exists()
 
     lr = tmp_path / "lr"
     save_array(lr / "x.png", (load_photo("coffee")[:12, :20] * 255).astype(np.uint8))
@@ -262,7 +317,7 @@ def test_restore_inpaint_and_sr4_end_to_end(tmp_path: Path) -> None:
     ("preset", "first_row", "baselines"),
     [
         ("derain-irsde-official", "input", ()),
-        ("deblur-irsde-official", "input", ("richardson-lucy",)),
+        ("deblur-irsde-official", "input", ("richardson-lucy-oracle", "unsharp-mask")),
         ("sr4-irsde-official", "bicubic ×4", ()),
         ("inpaint-irsde-official", "input", ("telea", "navier-stokes")),
     ],

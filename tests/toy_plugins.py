@@ -166,7 +166,7 @@ class GuidedTask(Task):
     inputs: tuple[str, ...] = ("image", "guide")
     outputs: tuple[str, ...] = ("image", "residual")
 
-    def plan(self, files, dst, *, src_root, ext, suffix) -> Plan:
+    def plan(self, files, dst, *, src_root, ext, suffix, options=None) -> Plan:
         guides = {
             (f.parent, f.stem[: -len(GUIDE_SUFFIX)]): f
             for f in files

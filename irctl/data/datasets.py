@@ -151,9 +151,12 @@ class PairedCropSampler:
 
 def synthesize_pair(
     photo: np.ndarray, synthesize: PairSynthesis, seed: int
-) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Deterministic (LQ, GT, conditioning scalars) for one whole photo (HxWx3 float)."""
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], dict[str, np.ndarray]]:
+    """Deterministic (LQ, GT, conditioning scalars, what the synthesis knew — :class:`Batch`'s
+    ``known``) for one whole photo (HxWx3 float)."""
     clean = torch.from_numpy(np.ascontiguousarray(photo.transpose(2, 0, 1)))[None]
     pair = synthesize(clean, torch.Generator().manual_seed(seed))
     cond = () if pair.cond is None else tuple(float(v) for v in pair.cond[0])
-    return pair.lq[0].numpy().transpose(1, 2, 0), pair.gt[0].numpy().transpose(1, 2, 0), cond
+    known = {} if pair.known is None else dict(pair.known[0])
+    lq, gt = pair.lq[0].numpy().transpose(1, 2, 0), pair.gt[0].numpy().transpose(1, 2, 0)
+    return lq, gt, cond, known

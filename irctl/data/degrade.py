@@ -141,12 +141,16 @@ def _bicubic_lr_pair(cfg: DegradationConfig) -> PairSynthesis:
 
 def _motion_blur_pair(cfg: DegradationConfig) -> PairSynthesis:
     """Camera-shake blur, one random trajectory kernel per photo, plus slight sensor noise
-    (irctl/data/blur.py)."""
+    (irctl/data/blur.py); each photo's kernel is kept for the oracle deconvolution baseline."""
     from irctl.data.blur import motion_blur
 
     def synth(clean: Tensor, g: torch.Generator) -> Batch:
-        blurred, _kernels = motion_blur(clean, _numpy_rng(g), cfg.blur_size, cfg.blur_noise)
-        return Batch(lq=quantize_8bit(blurred) if cfg.quantize else blurred, gt=clean)
+        blurred, kernels = motion_blur(clean, _numpy_rng(g), cfg.blur_size, cfg.blur_noise)
+        return Batch(
+            lq=quantize_8bit(blurred) if cfg.quantize else blurred,
+            gt=clean,
+            known=[{"kernel": k} for k in kernels],
+        )
 
     return synth
 

@@ -20,6 +20,7 @@ from irctl.engine.heldout import (
     markdown_table,
     model_method,
     model_reports,
+    oracle_model_method,
     run_heldout,
 )
 from irctl.engine.models import UsageError, load_restorer, resolve_options
@@ -137,13 +138,18 @@ def _load(name: str, device) -> Restorer:
 
 
 def _model_runs(restorer: Restorer, request: CompareRequest, device) -> dict[str, MethodFn]:
-    """The table rows of one model: one per sampler run, or one for a single forward pass."""
+    """The table rows of one model: one per sampler run, or one for a single forward pass; then
+    its upper bounds (:meth:`~irctl.methods.base.Restorer.oracle_runs`), labelled as such."""
     name = restorer.preset.name
     complete = get_task(restorer.preset.task).complete
+    oracles = {
+        f"{name} {label}": oracle_model_method(restorer, run, device, complete)
+        for label, run in restorer.oracle_runs().items()
+    }
     if restorer.sampling is None:
         options = resolve_options(restorer)
-        return {name: model_method(restorer, options, request.seed, device, complete)}
-    runs = {}
+        return {name: model_method(restorer, options, request.seed, device, complete), **oracles}
+    runs: dict[str, MethodFn] = {}
     for sampler, steps in request.samplers or restorer.sampling.comparison:
         try:
             options = resolve_options(restorer, sampler=sampler, steps=steps)
@@ -152,4 +158,4 @@ def _model_runs(restorer: Restorer, request: CompareRequest, device) -> dict[str
         runs[f"{name} ({sampler}, {steps} steps)"] = model_method(
             restorer, options, request.seed, device, complete
         )
-    return runs
+    return {**runs, **oracles}

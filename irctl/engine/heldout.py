@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -49,6 +49,9 @@ class HeldoutPhoto:
     cond: Conditioning = field(
         default_factory=Conditioning
     )  # what the pair was made with (bokeh: its lenses)
+    #: what the synthesis knew that a user's photo never tells (motion blur: its ``kernel``),
+    #: for oracle rows only
+    known: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def views(self) -> int:
@@ -105,14 +108,26 @@ def heldout_photos(preset: Preset) -> list[HeldoutPhoto]:
     for i, name in enumerate(preset.data.test):
         synthesize = build_pair_synthesis(preset.degradation, heldout_index=i)
         (photo,) = load_photos([name], preset.degradation)
-        lq, gt, cond = synthesize_pair(photo, synthesize, seed=HELDOUT_SEED + i)
+        lq, gt, cond, known = synthesize_pair(photo, synthesize, seed=HELDOUT_SEED + i)
         gt8 = to_dtype(np.clip(gt, 0.0, 1.0), np.uint8)
-        photos.append(HeldoutPhoto(name, gt8, lq.astype(np.float32), Conditioning(cond)))
+        photos.append(
+            HeldoutPhoto(name, gt8, lq.astype(np.float32), Conditioning(cond), dict(known))
+        )
     return photos
 
 
-#: A method under comparison: (LQ float HxWx3, conditioning) → restored float HxWx3.
-MethodFn = Callable[[np.ndarray, Conditioning], np.ndarray]
+@dataclass(frozen=True)
+class CaseMethod:
+    """A row that reads more of a held-out case than a user's input holds: what the synthesis
+    knew (Richardson–Lucy given the true kernel) or the ground truth itself (DiffIR given the
+    IPR of the ground truth). Oracles and upper bounds: their labels say so."""
+
+    run: Callable[[HeldoutPhoto], np.ndarray]
+
+
+#: A method under comparison: (LQ float HxWx3, conditioning) → restored float HxWx3, or a
+#: :class:`CaseMethod`.
+MethodFn = Callable[[np.ndarray, Conditioning], np.ndarray] | CaseMethod
 
 
 def model_method(
@@ -168,9 +183,31 @@ def psnr_against_itself(
     return {row.photo: row.psnr for row in rows if row.method == label}
 
 
-def classical_method(name: str, preset: Preset) -> MethodFn:
+def oracle_model_method(
+    restorer: Restorer,
+    oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    device: torch.device,
+    complete: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> CaseMethod:
+    """One of the restorer's :meth:`~irctl.methods.base.Restorer.oracle_runs` as a table row:
+    ``oracle(LQ, GT)`` (1×C×H×W tensors on ``device``) on the whole image, untiled."""
+
+    def run(photo: HeldoutPhoto) -> np.ndarray:
+        lq = torch.from_numpy(photo.lq.transpose(2, 0, 1).copy())[None].to(device)
+        gt = (photo.gt / 255.0).astype(np.float32).transpose(2, 0, 1).copy()
+        with torch.inference_mode():
+            out = oracle(lq, torch.from_numpy(gt)[None].to(device))
+        restored = out[0].float().cpu().numpy().transpose(1, 2, 0)
+        return complete(restored, photo.lq) if complete is not None else restored
+
+    return CaseMethod(run)
+
+
+def classical_method(name: str, preset: Preset) -> CaseMethod:
+    """A classical baseline as a row; it gets what the case's synthesis knew (an oracle's
+    kernel) and ignores it unless it is an oracle."""
     fn = CLASSICAL[name]
-    return lambda lq, _cond: fn(lq, preset.degradation)
+    return CaseMethod(lambda photo: fn(photo.lq, preset.degradation, photo.known))
 
 
 def folder_name(label: str) -> str:
@@ -250,7 +287,7 @@ def run_heldout(
             _save_views(save_dir, "gt", photo.name, photo.gt, view_suffixes)
         for label, fn in all_methods.items():
             tic = time.perf_counter()
-            out = fn(photo.lq, photo.cond)
+            out = fn.run(photo) if isinstance(fn, CaseMethod) else fn(photo.lq, photo.cond)
             seconds = time.perf_counter() - tic if label != input_label else 0.0
             out8 = to_dtype(np.clip(out, 0.0, 1.0), np.uint8)
             if save_dir is not None:

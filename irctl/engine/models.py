@@ -64,6 +64,15 @@ def load_restorer(
             f"needs the finished {restorer.stages[-1]!r} stage"
         )
     load_modules(restorer.restore_modules(), ckpt)
+    # what only training needs (DiffIR's teacher) is loaded when the checkpoint kept it: the
+    # restorer's upper-bound rows need it
+    extra = {
+        name: module
+        for name, module in restorer.modules().items()
+        if name not in restorer.restore_modules() and ckpt.module_state(name)
+    }
+    load_modules(extra, ckpt)
+    restorer.loaded_modules = frozenset(restorer.restore_modules()) | frozenset(extra)
     for module in restorer.modules().values():
         module.to(device).eval()
     return restorer

@@ -295,16 +295,20 @@ def restore_folder(
             tile_batch=request.tile_batch,
         )
         src_root = Path(request.src) if request.src != "-" and Path(request.src).is_dir() else None
-        conditioner = task.conditioner(
-            restorer.preset, src_root, task_option_values(task, restorer.preset, request)
-        )
+        task_values = task_option_values(task, restorer.preset, request)
+        conditioner = task.conditioner(restorer.preset, src_root, task_values)
     except (FileNotFoundError, CheckpointError, PresetError, ValueError) as err:
         raise UsageError(str(err)) from None
     request.dst.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_output_partials(request.dst):
         reporter.info(f"removed an unfinished temp file from an interrupted run: {stale}")
     planned = task.plan(
-        files, request.dst, src_root=src_root, ext=request.ext, suffix=request.suffix
+        files,
+        request.dst,
+        src_root=src_root,
+        ext=request.ext,
+        suffix=request.suffix,
+        options=task_values,
     )
     # Sharded once planned (the files of one job never straddle two ranks) and before looking
     # at what is done, so every rank shards the same list while the others write outputs.

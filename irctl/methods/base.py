@@ -153,9 +153,19 @@ class Restorer(Protocol):
         file stem (latent Refusion: what its compressor keeps); usually none."""
         ...
 
+    def oracle_runs(self) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+        """Upper bounds for ``irctl compare``, by row label: ``run(LQ, GT)`` restores LQ with
+        something only the ground truth gives (DiffIR: the IPR its stage-1 encoder reads from
+        the GT), untiled, on 1×C×H×W tensors. Usually none."""
+        ...
+
     #: seconds of the phases of the last :meth:`restore`, by name, for ``irctl benchmark``
     #: (DiffIR: its prior and DIRformer); empty when a method times none
     phase_seconds: Mapping[str, float]
+
+    #: the modules whose weights were loaded from a checkpoint (set by the loader): restoring
+    #: needs :meth:`restore_modules`; an upper bound may need more
+    loaded_modules: frozenset[str]
 
     def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
         """The authors' released state_dicts (one per file: latent Refusion ships its
@@ -170,6 +180,7 @@ class RestorerBase:
 
     stages: list[str]
     phase_seconds: Mapping[str, float] = MappingProxyType({})  # read-only: no shared mutation
+    loaded_modules: frozenset[str] = frozenset()
 
     def trainable(self, stage: str) -> dict[str, nn.Module]:
         """A one-stage method trains every module (its ``modules()``)."""
@@ -189,6 +200,9 @@ class RestorerBase:
     def reports(
         self, cases: list[tuple[str, Tensor, Tensor]], options: SampleOptions
     ) -> dict[str, str]:
+        return {}
+
+    def oracle_runs(self) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
         return {}
 
     def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:

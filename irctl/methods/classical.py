@@ -1,21 +1,34 @@
 """Classical methods a user would otherwise run, for side-by-side tables (not diffusion models).
 
-Each takes the LQ image (HxWx3 float in [0,1]) and the preset's degradation settings, which a
-classical method may need as a known parameter (BM3D's noise sigma).
+Each takes the LQ image (HxWx3 float in [0,1]), the preset's degradation settings, which a
+classical method may need as a known parameter (BM3D's noise sigma), and what the synthesis of
+a held-out case knew (its blur kernel), which only an oracle row reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from irctl.config import DegradationConfig
 
-ClassicalMethod = Callable[[np.ndarray, DegradationConfig], np.ndarray]
+#: what a held-out case's synthesis knew (irctl/data/batch.py's ``known``)
+Known = Mapping[str, np.ndarray]
+_NOTHING: Known = MappingProxyType({})
+ClassicalMethod = Callable[..., np.ndarray]  # (lq, degradation, known) → restored
+
+#: Richardson–Lucy iterations of the oracle row
+RL_ITERATIONS = 30
+#: unsharp masking's Gaussian σ (pixels) and amount: GIMP's defaults (std-dev 3, amount 0.5)
+UNSHARP_SIGMA = 3.0
+UNSHARP_AMOUNT = 0.5
 
 
-def bm3d_denoise(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
+def bm3d_denoise(
+    lq: np.ndarray, degradation: DegradationConfig, known: Known = _NOTHING
+) -> np.ndarray:
     """BM3D (Dabov et al. 2007; the `bm3d` package, Mäkinen et al. 2020) with the true sigma,
     on RGB through its colour-space variant — the strongest classical Gaussian denoiser."""
     try:
@@ -27,7 +40,9 @@ def bm3d_denoise(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
     return np.asarray(bm3d.bm3d_rgb(lq, degradation.sigma / 255.0), dtype=np.float32)
 
 
-def dcp_dehaze(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
+def dcp_dehaze(
+    lq: np.ndarray, degradation: DegradationConfig, known: Known = _NOTHING
+) -> np.ndarray:
     """He et al.'s dark channel prior with guided-filter refinement (irctl/methods/dcp.py); it
     needs no parameter of the degradation."""
     from irctl.methods.dcp import dark_channel_prior
@@ -35,31 +50,43 @@ def dcp_dehaze(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
     return dark_channel_prior(lq)
 
 
-def richardson_lucy_guess(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
-    """Richardson–Lucy deconvolution (30 iterations, scikit-image) with a *guessed* kernel: an
-    isotropic Gaussian of σ = ⅙ of the mean kernel size of ``degradation.blur_size``.
+def richardson_lucy_oracle(
+    lq: np.ndarray, degradation: DegradationConfig, known: Known = _NOTHING
+) -> np.ndarray:
+    """Richardson–Lucy deconvolution (Richardson 1972, Lucy 1974) **given the true kernel** of
+    the case (``known["kernel"]``): an oracle no user has — a shaken photo does not come with
+    its trajectory — so this row is the ceiling of non-blind classical deblurring, not what a
+    user can run. The forward model is the synthesis' own (irctl/data/blur.py: mirrored
+    borders), so the deconvolution fights only the noise and the 8-bit rounding;
+    :data:`RL_ITERATIONS` iterations."""
+    if "kernel" not in known:
+        raise ValueError("richardson-lucy-oracle needs the true blur kernel of the case")
+    import torch
 
-    Not blind and not oracle: RL needs the blur kernel, which a user with a shaken photo does
-    not have, and a held-out case keeps no record of the random trajectory it was blurred with.
-    The guess is what one would type in without estimating the kernel; a blind kernel estimate
-    would do better on strong shake, and the true kernel better still, so this row is a floor
-    for classical deblurring, not its best."""
-    from skimage.restoration import richardson_lucy
+    from irctl.data.blur import richardson_lucy
 
-    size = round(sum(degradation.blur_size) / 2) | 1
-    sigma = size / 6.0
-    r = np.arange(size) - size // 2
-    g = np.exp(-(r**2) / (2.0 * sigma**2))
-    psf = np.outer(g, g)
-    psf /= psf.sum()
-    planes = [
-        richardson_lucy(np.clip(lq[..., c], 0.0, 1.0).astype(np.float64), psf, num_iter=30)
-        for c in range(lq.shape[2])
-    ]
-    return np.stack(planes, axis=2).astype(np.float32)
+    blurred = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))[None]
+    kernel = torch.from_numpy(np.asarray(known["kernel"], dtype=np.float32))
+    out = richardson_lucy(blurred, kernel, RL_ITERATIONS)
+    return out[0].numpy().transpose(1, 2, 0).astype(np.float32)
 
 
-def telea_inpaint(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
+def unsharp_mask(
+    lq: np.ndarray, degradation: DegradationConfig, known: Known = _NOTHING
+) -> np.ndarray:
+    """Unsharp masking, ``x + a·(x − G_σ ∗ x)`` (σ = :data:`UNSHARP_SIGMA` px, a =
+    :data:`UNSHARP_AMOUNT`): the sharpening a user without the kernel has in every photo
+    editor. It restores no lost detail; it steepens the edges that survived."""
+    from scipy.ndimage import gaussian_filter
+
+    x = np.clip(lq, 0.0, 1.0).astype(np.float32)
+    smooth = gaussian_filter(x, sigma=(UNSHARP_SIGMA, UNSHARP_SIGMA, 0), mode="mirror")
+    return x + UNSHARP_AMOUNT * (x - smooth)
+
+
+def telea_inpaint(
+    lq: np.ndarray, degradation: DegradationConfig, known: Known = _NOTHING
+) -> np.ndarray:
     """OpenCV's Telea inpainting (Telea 2004, fast marching; radius 5) of the holes of an
     inpainting input ``[image·(1 − m), m]`` (irctl/data/masks.py)."""
     import cv2
@@ -69,7 +96,9 @@ def telea_inpaint(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
     return cv2.inpaint(image8, holes, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
 
 
-def navier_stokes_inpaint(lq: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
+def navier_stokes_inpaint(
+    lq: np.ndarray, degradation: DegradationConfig, known: Known = _NOTHING
+) -> np.ndarray:
     """OpenCV's Navier–Stokes inpainting (Bertalmio et al. 2001; radius 5) of the holes of an
     inpainting input ``[image·(1 − m), m]``: Telea's counterpart, transporting isophotes."""
     import cv2
@@ -82,16 +111,8 @@ def navier_stokes_inpaint(lq: np.ndarray, degradation: DegradationConfig) -> np.
 CLASSICAL: dict[str, ClassicalMethod] = {
     "bm3d": bm3d_denoise,
     "dcp": dcp_dehaze,
-    "richardson-lucy": richardson_lucy_guess,
+    "richardson-lucy-oracle": richardson_lucy_oracle,
+    "unsharp-mask": unsharp_mask,
     "telea": telea_inpaint,
     "navier-stokes": navier_stokes_inpaint,
-}
-#: The classical method a user of each task would otherwise pick (none exists for a lens-to-lens
-#: bokeh transform: the input itself is the baseline there; for SR the input row is the bicubic
-#: upsampling; none simple and honest for rain streaks).
-CLASSICAL_FOR_TASK: dict[str, str] = {
-    "denoise": "bm3d",
-    "dehaze": "dcp",
-    "deblur": "richardson-lucy",
-    "inpaint": "telea",
 }

@@ -21,6 +21,7 @@ A stage-2 checkpoint restores on its own; the teacher is only needed to train.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -160,6 +161,31 @@ class DiffIRRestorer(RestorerBase):
         x = cpen_input(lq, self.cpen_unshuffle)
         pooled = pooled_features(self.cpen.features, x, tile, margin=cpen_reach(self.cpen))
         return self.cpen.mlp(pooled)
+
+    def oracle_runs(self) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+        """The stage-1 upper bound: what a perfect prior would give (paper Table 6's DiffIR_S1
+        row), with the restorer's DIRformer; none when the checkpoint lacked the teacher (the
+        authors' released stage-2 files do)."""
+        if "teacher" not in self.loaded_modules:
+            return {}
+        return {"given the ground-truth IPR (upper bound)": self.restore_with_gt_ipr}
+
+    @torch.no_grad()
+    def restore_with_gt_ipr(self, lq: Tensor, gt: Tensor) -> Tensor:
+        """The DIRformer modulated by Z_S1 = CPEN_S1(LQ ⊕ GT) — the teacher's IPR from the
+        ground truth — instead of the 4-step estimate from the LQ alone: how much better the
+        output could be if the diffusion recovered the prior exactly. Needs the teacher (a
+        checkpoint that kept it, as irctl's own do); whole image, padded like :meth:`restore`."""
+        net = self.dirformer
+        h, w = lq.shape[-2:]
+        s = net.cfg.scale
+        pad_h, pad_w = (-h) % net.multiple, (-w) % net.multiple
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            lq = F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
+            gt = F.pad(gt, (0, pad_w * s, 0, pad_h * s), mode=mode)
+        out = net(lq, self.teacher_ipr(lq, gt))
+        return out[..., : h * s, : w * s]
 
     @torch.no_grad()
     def restore(

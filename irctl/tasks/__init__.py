@@ -26,7 +26,11 @@ TASKS: dict[str, Task] = {
         ),
         # Rain100H's numbers are on the BT.601 luma
         Task("derain", "rain streak removal", metrics={"psnr-y": "PSNR-Y", "ssim-y": "SSIM-Y"}),
-        Task("deblur", "camera-shake motion deblurring", classical=("richardson-lucy",)),
+        Task(
+            "deblur",
+            "camera-shake motion deblurring",
+            classical=("richardson-lucy-oracle", "unsharp-mask"),
+        ),
         # SR benchmarks score the luma with `scale` pixels cropped from every edge (BasicSR)
         SRTask(
             "sr4",

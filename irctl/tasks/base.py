@@ -11,9 +11,10 @@ own flags (bokeh's lenses) subclass it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -196,8 +197,10 @@ class Task:
         src_root: Path | None,
         ext: str | None,
         suffix: str,
+        options: Mapping[str, Any] = MappingProxyType({}),
     ) -> Plan:
         """Map inputs to outputs; two inputs mapping to one output is an error for the second.
+        ``options``: the task's option values (flag keyword → value, None when not given).
         Every job is planned, done or not: which are done is the engine's business (after
         sharding, so that ranks agree on the list whatever is already on disk)."""
         plan = Plan()

@@ -2,7 +2,9 @@
 
 The mask of ``photo.png`` is ``photo_mask.<ext>`` in the same folder (any image format irctl
 reads; grey or RGB, alpha ignored), found among the inputs or, for an image given alone, on
-disk beside it; files named ``*_mask.*`` are masks, never jobs of their own. A
+disk beside it; files named ``*_mask.*`` are masks, never jobs of their own. With
+``--mask-dir M`` the masks live apart instead, as datasets keep them: ``M/<sub>/photo_mask.*``
+or ``M/<sub>/photo.*``, where ``<sub>`` is the image's subfolder under ``--src``. A
 mask marks holes in **white** (a pixel whose mean over its channels is ≥ ½), as OpenCV's
 ``inpaint``, LaMa and image editors do. The authors' own masks (``gt_keep_masks``, RePaint's)
 are the other way round — white is kept — and must be inverted first.
@@ -21,38 +23,77 @@ the file; the batch goes on.
 from __future__ import annotations
 
 import glob
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
-from irctl.config import DegradationConfig
+from irctl.config import DegradationConfig, Preset
 from irctl.data.masks import holes_from_mask, masked_input
 from irctl.io.images import SUPPORTED_SUFFIXES, Image
-from irctl.tasks.base import IMAGE, Job, Plan, Task, as_rgb
+from irctl.tasks.base import IMAGE, Conditioner, Job, Plan, Task, TaskOption, as_rgb
 
 MASK = "mask"
 MASK_SUFFIX = "_mask"
 
 
-def masks_on_disk(src: Path) -> list[Path]:
+MASK_DIR = TaskOption(
+    "mask_dir",
+    "--mask-dir",
+    "inpaint: the folder holding the masks, <stem>_mask.* or <stem>.* in the image's subfolder "
+    "under --src (default: <stem>_mask.* beside each image).",
+    Path,
+)
+
+
+def masks_on_disk(src: Path, folder: Path | None = None, *, same_stem: bool = False) -> list[Path]:
     """``<stem>_mask.*`` image files beside ``src`` (an image given alone, or listed on
-    stdin without its mask)."""
+    stdin without its mask), or in ``folder``; with ``same_stem`` also ``<stem>.*`` there
+    (never ``src`` itself)."""
+    folder = src.parent if folder is None else folder
+    patterns = [f"{glob.escape(src.stem)}{MASK_SUFFIX}.*"]
+    if same_stem:
+        patterns.append(f"{glob.escape(src.stem)}.*")
     try:
-        return sorted(
+        found = {
             p
-            for p in src.parent.glob(f"{glob.escape(src.stem)}{MASK_SUFFIX}.*")
+            for pattern in patterns
+            for p in folder.glob(pattern)
             if p.suffix and p.name.lower().endswith(SUPPORTED_SUFFIXES) and p.is_file()
-        )
+        }
+        return sorted(p for p in found if not (p.exists() and src.exists() and p.samefile(src)))
     except OSError:
         return []
+
+
+def mask_folder(src: Path, mask_dir: Path, src_root: Path | None) -> Path:
+    """Where ``src``'s mask lies under ``mask_dir``: the subfolder ``src`` has under
+    ``src_root`` (the top of ``mask_dir`` for an image outside it or given alone)."""
+    if src_root is not None:
+        try:
+            return mask_dir / src.parent.relative_to(src_root)
+        except ValueError:
+            pass
+    return mask_dir
 
 
 @dataclass(frozen=True)
 class InpaintTask(Task):
     inputs: tuple[str, ...] = (IMAGE, MASK)
     outputs: tuple[str, ...] = (IMAGE,)
+    options: tuple[TaskOption, ...] = (MASK_DIR,)
+
+    def conditioner(
+        self, preset: Preset, src_root: Path | None, values: dict[str, Any]
+    ) -> Conditioner:
+        """No conditioning; a ``--mask-dir`` that is not a folder is a usage error up front."""
+        mask_dir = values.get("mask_dir")
+        if mask_dir is not None and not Path(mask_dir).is_dir():
+            raise ValueError(f"--mask-dir {mask_dir}: not a folder")
+        return super().conditioner(preset, src_root, values)
 
     def plan(
         self,
@@ -62,9 +103,12 @@ class InpaintTask(Task):
         src_root: Path | None,
         ext: str | None,
         suffix: str,
+        options: Mapping[str, Any] = MappingProxyType({}),
     ) -> Plan:
-        """One job per image with its ``<stem>_mask.*`` beside it; an image without one, or
-        with several (``x_mask.png`` and ``x_mask.tif``), is an error line."""
+        """One job per image with its ``<stem>_mask.*`` beside it (or in ``--mask-dir``); an
+        image without one, or with several (``x_mask.png`` and ``x_mask.tif``), is an error
+        line."""
+        mask_dir = options.get("mask_dir")
         masks: dict[tuple[Path, str], list[Path]] = {}
         for f in files:
             if f.stem.endswith(MASK_SUFFIX):
@@ -73,12 +117,16 @@ class InpaintTask(Task):
         for src in files:
             if src.stem.endswith(MASK_SUFFIX):
                 continue
-            found = masks.get((src.parent, src.stem)) or masks_on_disk(src)
+            if mask_dir is not None:
+                folder = mask_folder(src, Path(mask_dir), src_root)
+                found = masks_on_disk(src, folder, same_stem=True)
+                expected = f"{folder / (src.stem + MASK_SUFFIX)}.* or {folder / src.stem}.*"
+            else:
+                found = masks.get((src.parent, src.stem)) or masks_on_disk(src)
+                expected = f"{src.parent / (src.stem + MASK_SUFFIX)}.*"
             if len(found) != 1:
                 why = "no mask" if not found else f"{len(found)} masks"
-                plan.errors.append(
-                    (src, f"{why}: expected one {src.parent / (src.stem + MASK_SUFFIX)}.*")
-                )
+                plan.errors.append((src, f"{why}: expected one {expected}"))
                 continue
             target = plan.output_for(src, dst, src_root=src_root, ext=ext, suffix=suffix)
             if target is not None:

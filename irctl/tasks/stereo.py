@@ -7,10 +7,11 @@ Views are paired by name (irctl/io/stereo.py: ``scene_L``/``scene_R``, ``_left``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +50,7 @@ class StereoTask(Task):
         src_root: Path | None,
         ext: str | None,
         suffix: str,
+        options: Mapping[str, Any] = MappingProxyType({}),
     ) -> Plan:
         """Pair the inputs and map each pair to ``dst/<stem><suffix>_L.<ext>`` and ``..._R``.
         Unpaired, ambiguous or colliding inputs become errors (one line each)."""
