@@ -14,7 +14,7 @@ from typing import Any
 class DegradationConfig:
     """How LQ images are synthesised from clean photos (training and held-out evaluation)."""
 
-    kind: str = "gaussian_noise"  # gaussian_noise | haze | bokeh | shadow | stereo_sr
+    kind: str = "gaussian_noise"  # one of irctl/data/degrade.py DEGRADATIONS
     sigma: float = 25.0  # noise std, 0–255 units
     quantize: bool = True  # round/clip to 8 bits, as a photo file is
     # haze: I = J·t + A(1 − t), t = exp(−β(x)·d(x)) (irctl/data/haze.py)
@@ -63,6 +63,24 @@ class DegradationConfig:
     blur_noise: float = 2.0
     # inpaint_mask: random strokes and boxes (irctl/data/masks.py) covering this share of the image
     mask_fraction: tuple[float, float] = (0.1, 0.4)
+
+    # --- realworld (DiffIR's released ×1 model): Real-ESRGAN's first-order chain at the input
+    # size (irctl/data/realworld.py). Defaults are the official training settings, Zj-BinXia/
+    # DiffIR DiffIR-RealSR/options/train_DiffIRS2_GAN_x1.yml (blur_kernel_size 21, so Real-
+    # ESRGAN's odd sizes 7..21; blur_sigma; kernel_prob's iso and aniso weights, the other kernel
+    # kinds left out; resize_prob, resize_range; gaussian_noise_prob, noise_range,
+    # poisson_scale_range, gray_noise_prob; jpeg_range, applied to every image there)
+    realworld_blur_size: tuple[int, int] = (7, 21)  # kernel pixels across (odd sizes)
+    realworld_blur_sigma: tuple[float, float] = (0.2, 3.0)  # pixels; (0, 0): no blur
+    realworld_kernel_prob: tuple[float, float] = (0.45, 0.25)  # isotropic, anisotropic weights
+    realworld_resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep weights
+    realworld_resize_range: tuple[float, float] = (0.15, 1.5)  # factor; (1, 1): no resize
+    realworld_gaussian_noise_prob: float = 0.5  # else Poisson noise
+    realworld_noise_range: tuple[float, float] = (1.0, 30.0)  # Gaussian std, 0–255 units
+    realworld_poisson_scale_range: tuple[float, float] = (0.05, 3.0)
+    realworld_gray_noise_prob: float = 0.4  # one noise plane for all channels
+    realworld_jpeg_range: tuple[float, float] = (30.0, 95.0)  # quality
+    realworld_jpeg_prob: float = 1.0  # 0: no JPEG
 
 
 @dataclass(frozen=True)

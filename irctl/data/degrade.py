@@ -30,6 +30,7 @@ DEGRADATIONS = (
     "motion_blur",
     "rain",
     "inpaint_mask",
+    "realworld",
 )
 
 
@@ -190,6 +191,33 @@ def _inpaint_pair(cfg: DegradationConfig) -> PairSynthesis:
     return synth
 
 
+def _realworld_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """Real-ESRGAN's first-order chain at the photo's size, drawn per photo: blur, a random
+    resize and back, noise, JPEG (irctl/data/realworld.py), stored as 8 bits."""
+    from irctl.data.realworld import RealWorldParams, degrade_realworld
+
+    params = RealWorldParams(
+        blur_size=cfg.realworld_blur_size,
+        blur_sigma=cfg.realworld_blur_sigma,
+        kernel_prob=cfg.realworld_kernel_prob,
+        resize_prob=cfg.realworld_resize_prob,
+        resize_range=cfg.realworld_resize_range,
+        gaussian_noise_prob=cfg.realworld_gaussian_noise_prob,
+        noise_range=cfg.realworld_noise_range,
+        poisson_scale_range=cfg.realworld_poisson_scale_range,
+        gray_noise_prob=cfg.realworld_gray_noise_prob,
+        jpeg_range=cfg.realworld_jpeg_range,
+        jpeg_prob=cfg.realworld_jpeg_prob,
+    )
+    params.check()  # a range that cannot work fails when the preset is used
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        lq = degrade_realworld(clean, _numpy_rng(g), params)
+        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=clean)
+
+    return synth
+
+
 def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = None) -> PairSynthesis:
     """The training synthesis; with ``heldout_index`` the one for that held-out photo (bokeh:
     the preset's ``heldout_lenses`` pair for it, so the held-out cases cover chosen directions
@@ -210,6 +238,7 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
         "motion_blur": _motion_blur_pair,
         "rain": _rain_pair,
         "inpaint_mask": _inpaint_pair,
+        "realworld": _realworld_pair,
     }
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")
