@@ -44,6 +44,11 @@ TASKS: dict[str, Task] = {
             metrics={"psnr-y-crop2": "PSNR-Y (2-px crop)"},
             scale=2,
         ),
+        # DiffIR's ×1 real-world model: Real-ESRGAN's blind mixture, output at the input size
+        Task(
+            "realworld",
+            "blind real-world restoration at the input size (blur, noise, resizing, JPEG)",
+        ),
         # the known pixels are the input's exactly (Task.complete): the holes are the score
         InpaintTask(
             "inpaint",
