@@ -248,6 +248,7 @@ def test_the_ipr_ddpm_has_the_fact_sheets_coefficients() -> None:
         ("deblur-diffir-official", "diffir-deblur"),
         ("sr4-diffir-official", "diffir-sr-x4"),
         ("sr2-diffir-official", "diffir-sr-x2"),
+        ("sr1-diffir-official", "diffir-sr-x1"),
         ("inpaint-diffir-places", "diffir-inpaint-places"),
         ("inpaint-diffir-celeba", "diffir-inpaint-places"),  # the same configuration
         ("inpaint-diffir-big", "diffir-inpaint-big"),
