@@ -10,9 +10,10 @@ so the chain here ends at the input size.
 This is Real-ESRGAN's *first-order* chain: a Gaussian blur kernel (isotropic or anisotropic,
 rotated), a resize by a random factor with a random interpolation, Gaussian or Poisson noise
 (colour or grey), then the resize back to the input size and JPEG at a random quality (the
-official second order also resizes back before a final JPEG). Left out: the second-order
-repetition, the sinc (ringing) filter and the generalised/plateau kernels — a smaller family
-of the same damage, enough for held-out tables and training at a CPU patch size.
+official synthesis ends this way in half its draws; JPEG at the input size leaves its 8×8 blocks
+where a camera's file has them). Left out: the second-order repetition, the sinc (ringing)
+filter and the generalised/plateau kernels — a smaller family of the same damage, enough for
+held-out tables and training at a CPU patch size.
 
 Everything here is a pure function of its inputs and a NumPy generator.
 """
