@@ -160,6 +160,27 @@ def test_stage_two_starts_from_stage_ones_dirformer_and_restores_alone(tmp_path:
     assert without.oracle_runs() == {} and "teacher" not in without.loaded_modules
 
 
+def test_a_later_stage_retrains_from_the_earlier_stages_with_another_recipe(
+    tmp_path: Path,
+) -> None:
+    """Changing stage 2's recipe keeps stage 1 and the prior: `--stage stage2` starts from
+    them; a change that stage 1 depends on is refused."""
+    from irctl.engine.checkpoint import CheckpointError
+
+    preset = preset_from_dict(tiny_diffir(stages={"stage2": {"iterations": 1}}))
+    train(preset, tmp_path)
+    first = load_checkpoint(tmp_path / "stage1" / "weights.safetensors")
+    longer = preset_from_dict(tiny_diffir(stages={"stage2": {"iterations": 3, "lr": 5e-4}}))
+    result = train(longer, tmp_path, stage="stage2")
+    assert result.step == 3 and load_checkpoint(result.weights).step == 3
+    # stage 1's checkpoint is untouched and was the starting point
+    again = load_checkpoint(tmp_path / "stage1" / "weights.safetensors")
+    assert all(torch.equal(v, first.tensors[k]) for k, v in again.tensors.items())
+    other = preset_from_dict(tiny_diffir(lr=5e-4, stages={"stage2": {"iterations": 3}}))
+    with pytest.raises(CheckpointError, match="different preset"):
+        train(other, tmp_path, stage="stage2")
+
+
 def test_inpainting_through_the_cli_keeps_known_pixels_and_names_a_missing_mask(
     tmp_path: Path,
 ) -> None:

@@ -202,13 +202,30 @@ def stage_dir(out: Path, stages: list[str], stage: str) -> Path:
     return out if stage == stages[-1] else out / stage
 
 
+def same_preset_until(a: Preset, b: Preset, stages: list[str], stage: str) -> bool:
+    """Whether ``a`` and ``b`` agree on everything a checkpoint of ``stage`` depends on: all
+    but the ``[train.stages.<s>]`` recipes of the stages after it — so a later stage can be
+    retrained longer or at another rate from the earlier stages' checkpoints."""
+    later = stages[stages.index(stage) + 1 :]
+
+    def relevant(preset: Preset) -> dict:
+        d = preset_to_dict(preset)
+        recipes = d.get("train", {}).get("stages", {})
+        for name in later:
+            recipes.pop(name, None)
+        return d
+
+    return relevant(a) == relevant(b)
+
+
 def stage_finished(preset: Preset, out: Path, stages: list[str], stage: str) -> bool:
-    """Whether ``out`` holds this stage's finished checkpoint, trained with this very preset."""
+    """Whether ``out`` holds this stage's finished checkpoint, trained with this very preset
+    (later stages' recipes aside)."""
     weights = stage_dir(out, stages, stage) / WEIGHTS_NAME
     if not weights.is_file():
         return False
     ckpt = load_checkpoint(weights)
-    if preset_to_dict(ckpt.preset) != preset_to_dict(preset):
+    if not same_preset_until(ckpt.preset, preset, stages, stage):
         raise CheckpointError(
             f"{weights}: was trained with a different preset; refusing to resume "
             "(start a new --out folder, or use the same preset and overrides)"
@@ -273,7 +290,7 @@ def _start_from_previous_stage(
             )
     weights = stage_dir(out, stages, stages[index - 1]) / WEIGHTS_NAME
     ckpt = load_checkpoint(weights)
-    if preset_to_dict(ckpt.preset) != preset_to_dict(restorer.preset):
+    if not same_preset_until(ckpt.preset, restorer.preset, stages, stages[index - 1]):
         raise CheckpointError(f"{weights}: was trained with a different preset")
     renames = restorer.carried_over(stage)
     for name, module in restorer.modules().items():
