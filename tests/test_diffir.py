@@ -238,3 +238,32 @@ def test_restore_reports_the_priors_share_of_the_time_and_benchmark_shows_it(res
     row.phases = {"prior": 0.5, "dirformer": 1.5}
     line = markdown_table([row]).splitlines()[-1]
     assert line.endswith("| prior 0.5 (25.0 %), dirformer 1.5 (75.0 %) |")
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bicubic"])
+def test_the_upscale_heads_skip_is_the_chosen_upsampling_of_the_input(mode: str) -> None:
+    """With its last convolution zeroed, the ×4 head returns exactly its skip: the official
+    nearest-neighbour enlargement, or bicubic for irctl's own SR models."""
+    import torch.nn.functional as F
+
+    from irctl.nets.dirformer import DIRformer, DIRformerConfig
+
+    cfg = DIRformerConfig(
+        width=4,
+        blocks=(1, 1, 1, 1),
+        refinement_blocks=1,
+        output="upscale",
+        scale=4,
+        prior_dim=8,
+        skip_upsampler=mode,
+    )
+    net = DIRformer(cfg).eval()
+    torch.nn.init.zeros_(net.output.weight)
+    torch.nn.init.zeros_(net.output.bias)
+    lr = _photo(16, 24)
+    with torch.no_grad():
+        out = net(lr, torch.randn(1, 8))
+    kwargs = {"align_corners": False} if mode == "bicubic" else {}
+    assert torch.equal(out, F.interpolate(lr, scale_factor=4, mode=mode, **kwargs))
+    with pytest.raises(ValueError, match="skip_upsampler"):
+        DIRformerConfig(output="upscale", scale=4, skip_upsampler="lanczos")

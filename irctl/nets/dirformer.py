@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 OUTPUTS = ("residual", "plain", "upscale")
+SKIP_UPSAMPLERS = ("nearest", "bicubic")
 LAYER_NORMS = ("with_bias", "bias_free")
 
 
@@ -45,6 +46,10 @@ class DIRformerConfig:
     output: str = "residual"  # residual | plain | upscale
     scale: int = 1  # output size / input size; only the upscale head changes size
     prior_dim: int = 256  # the IPR's length
+    #: how the upscale head's skip enlarges the input: "nearest" (the official DIRformer) or
+    #: "bicubic" (irctl's own SR models: the network then adds only the detail bicubic
+    #: misses, the residual VDSR-style SR nets learn, and a small net learns it sooner)
+    skip_upsampler: str = "nearest"
 
     def __post_init__(self) -> None:
         if len(self.blocks) != 4 or len(self.heads) != 4:
@@ -59,6 +64,11 @@ class DIRformerConfig:
             raise ValueError(f"the upscale head makes ×4, ×2 or ×1 outputs, got scale {self.scale}")
         if self.output != "upscale" and self.scale != 1:
             raise ValueError(f"only the upscale head changes the size (scale {self.scale})")
+        if self.skip_upsampler not in SKIP_UPSAMPLERS:
+            raise ValueError(
+                f"skip_upsampler must be one of {', '.join(SKIP_UPSAMPLERS)}, "
+                f"got {self.skip_upsampler!r}"
+            )
 
     @property
     def unshuffle(self) -> int:
@@ -233,5 +243,9 @@ class DIRformer(nn.Module):
         if self.cfg.output == "residual":
             return out + inp
         if self.cfg.output == "upscale":
-            return out + F.interpolate(inp, scale_factor=self.cfg.scale, mode="nearest")
+            if self.cfg.scale == 1:
+                return out + inp
+            mode = self.cfg.skip_upsampler
+            kwargs = {"align_corners": False} if mode == "bicubic" else {}
+            return out + F.interpolate(inp, scale_factor=self.cfg.scale, mode=mode, **kwargs)
         return out
