@@ -82,6 +82,35 @@ class DegradationConfig:
     realworld_jpeg_range: tuple[float, float] = (30.0, 95.0)  # quality
     realworld_jpeg_prob: float = 1.0  # 0: no JPEG
 
+    # --- desnow and raindrop (DTPM's weather tasks) ---
+    # snow: Snow100K-like flake layers composited over a mild veil (irctl/data/snow.py; Liu et
+    # al., DesnowNet, TIP 2018): K = J·(1 − a) + a·C per layer, after J·(1 − v) + v·C. Per image
+    # 1..snow_layers layers, small far flakes to large near ones (log-spaced bands of
+    # snow_flake_size, radius in pixels); each layer's flakes cover snow_density of the frame
+    # (before overlap), are streaked up to snow_streak pixels along a fall direction drawn from
+    # snow_angle (degrees from vertical) and blurred by depth; v from snow_veil
+    snow_density: tuple[float, float] = (0.01, 0.05)
+    snow_layers: int = 3
+    snow_flake_size: tuple[float, float] = (0.6, 6.0)
+    snow_veil: tuple[float, float] = (0.0, 0.25)
+    snow_streak: tuple[float, float] = (0.0, 4.0)
+    snow_angle: tuple[float, float] = (-30.0, 30.0)
+    # raindrops: drops on the glass in front of the lens (irctl/data/raindrops.py; Qian et al.,
+    # AttentiveGAN / RainDrop, CVPR 2018): per 256×256 pixels raindrop_count elliptical drops of
+    # semi-major axis raindrop_radius (pixels) and axis ratio raindrop_aspect; each shows the
+    # scene around it raindrop_zoom times its size, inverted for a raindrop_flip share of drops
+    # (else magnified), blurred by raindrop_blur (Gaussian std, pixels), darkened by up to
+    # raindrop_rim at its rim; the background outside the drops is blurred by
+    # raindrop_background_blur (0: left exactly as the photo)
+    raindrop_count: tuple[float, float] = (4.0, 20.0)
+    raindrop_radius: tuple[float, float] = (5.0, 18.0)
+    raindrop_aspect: tuple[float, float] = (1.0, 1.4)
+    raindrop_zoom: tuple[float, float] = (1.5, 3.0)
+    raindrop_flip: float = 0.8
+    raindrop_blur: tuple[float, float] = (1.0, 2.5)
+    raindrop_rim: tuple[float, float] = (0.1, 0.35)
+    raindrop_background_blur: tuple[float, float] = (0.0, 0.8)
+
 
 @dataclass(frozen=True)
 class SamplerConfig:

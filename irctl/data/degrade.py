@@ -31,6 +31,8 @@ DEGRADATIONS = (
     "rain",
     "inpaint_mask",
     "realworld",
+    "snow",
+    "raindrops",
 )
 
 
@@ -218,6 +220,50 @@ def _realworld_pair(cfg: DegradationConfig) -> PairSynthesis:
     return synth
 
 
+def _snow_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """Snow100K-like flake layers over a mild veil on each photo (irctl/data/snow.py)."""
+    from irctl.data.snow import SnowParams, add_snow
+
+    params = SnowParams(
+        density=cfg.snow_density,
+        layers=cfg.snow_layers,
+        flake_size=cfg.snow_flake_size,
+        veil=cfg.snow_veil,
+        streak=cfg.snow_streak,
+        angle=cfg.snow_angle,
+    )
+    params.check()
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        snowy, _alpha = add_snow(clean, _numpy_rng(g), params)
+        return Batch(lq=quantize_8bit(snowy) if cfg.quantize else snowy, gt=clean)
+
+    return synth
+
+
+def _raindrops_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """RainDrop-like refracting, out-of-focus drops on each photo (irctl/data/raindrops.py)."""
+    from irctl.data.raindrops import RaindropParams, add_raindrops
+
+    params = RaindropParams(
+        count=cfg.raindrop_count,
+        radius=cfg.raindrop_radius,
+        aspect=cfg.raindrop_aspect,
+        zoom=cfg.raindrop_zoom,
+        flip=cfg.raindrop_flip,
+        blur=cfg.raindrop_blur,
+        rim=cfg.raindrop_rim,
+        background_blur=cfg.raindrop_background_blur,
+    )
+    params.check()
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        drops, _alpha = add_raindrops(clean, _numpy_rng(g), params)
+        return Batch(lq=quantize_8bit(drops) if cfg.quantize else drops, gt=clean)
+
+    return synth
+
+
 def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = None) -> PairSynthesis:
     """The training synthesis; with ``heldout_index`` the one for that held-out photo (bokeh:
     the preset's ``heldout_lenses`` pair for it, so the held-out cases cover chosen directions
@@ -239,6 +285,8 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
         "rain": _rain_pair,
         "inpaint_mask": _inpaint_pair,
         "realworld": _realworld_pair,
+        "snow": _snow_pair,
+        "raindrops": _raindrops_pair,
     }
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")
