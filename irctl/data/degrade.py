@@ -8,7 +8,9 @@ the lens codes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -16,6 +18,8 @@ from torch import Tensor
 
 from irctl.config import DegradationConfig
 from irctl.data.batch import Batch
+
+_P = TypeVar("_P")
 
 #: clean NCHW batch, generator → training pair.
 PairSynthesis = Callable[[Tensor, torch.Generator], Batch]
@@ -158,23 +162,37 @@ def _motion_blur_pair(cfg: DegradationConfig) -> PairSynthesis:
     return synth
 
 
+def _params_from(cfg: DegradationConfig, prefix: str, params_class: type[_P]) -> _P:
+    """A degradation module's parameter dataclass filled from the ``<prefix><field>`` settings
+    of the preset's degradation table, then checked (``check()``, when it has one) so that a
+    range that cannot work fails when the preset is used, not mid-training."""
+    values = {f.name: getattr(cfg, prefix + f.name) for f in dataclasses.fields(params_class)}
+    params = params_class(**values)
+    check = getattr(params, "check", None)
+    if check is not None:
+        check()
+    return params
+
+
+def _photo_pair(
+    cfg: DegradationConfig, degrade: Callable[[Tensor, np.random.Generator], Tensor]
+) -> PairSynthesis:
+    """The photo is the ground truth; ``degrade(clean, rng)`` makes the LQ (a NumPy generator
+    seeded from the torch one), stored as 8 bits when the preset quantises."""
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        lq = degrade(clean, _numpy_rng(g))
+        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=clean)
+
+    return synth
+
+
 def _rain_pair(cfg: DegradationConfig) -> PairSynthesis:
     """Rain100H-like streaks added to each photo (irctl/data/rain.py)."""
     from irctl.data.rain import RainParams, add_rain
 
-    params = RainParams(
-        density=cfg.rain_density,
-        length=cfg.rain_length,
-        angle=cfg.rain_angle,
-        intensity=cfg.rain_intensity,
-        layers=cfg.rain_layers,
-    )
-
-    def synth(clean: Tensor, g: torch.Generator) -> Batch:
-        rainy = add_rain(clean, _numpy_rng(g), params)
-        return Batch(lq=quantize_8bit(rainy) if cfg.quantize else rainy, gt=clean)
-
-    return synth
+    params = _params_from(cfg, "rain_", RainParams)
+    return _photo_pair(cfg, lambda clean, rng: add_rain(clean, rng, params))
 
 
 def _inpaint_pair(cfg: DegradationConfig) -> PairSynthesis:
@@ -198,70 +216,24 @@ def _realworld_pair(cfg: DegradationConfig) -> PairSynthesis:
     resize and back, noise, JPEG (irctl/data/realworld.py), stored as 8 bits."""
     from irctl.data.realworld import RealWorldParams, degrade_realworld
 
-    params = RealWorldParams(
-        blur_size=cfg.realworld_blur_size,
-        blur_sigma=cfg.realworld_blur_sigma,
-        kernel_prob=cfg.realworld_kernel_prob,
-        resize_prob=cfg.realworld_resize_prob,
-        resize_range=cfg.realworld_resize_range,
-        gaussian_noise_prob=cfg.realworld_gaussian_noise_prob,
-        noise_range=cfg.realworld_noise_range,
-        poisson_scale_range=cfg.realworld_poisson_scale_range,
-        gray_noise_prob=cfg.realworld_gray_noise_prob,
-        jpeg_range=cfg.realworld_jpeg_range,
-        jpeg_prob=cfg.realworld_jpeg_prob,
-    )
-    params.check()  # a range that cannot work fails when the preset is used
-
-    def synth(clean: Tensor, g: torch.Generator) -> Batch:
-        lq = degrade_realworld(clean, _numpy_rng(g), params)
-        return Batch(lq=quantize_8bit(lq) if cfg.quantize else lq, gt=clean)
-
-    return synth
+    params = _params_from(cfg, "realworld_", RealWorldParams)
+    return _photo_pair(cfg, lambda clean, rng: degrade_realworld(clean, rng, params))
 
 
 def _snow_pair(cfg: DegradationConfig) -> PairSynthesis:
     """Snow100K-like flake layers over a mild veil on each photo (irctl/data/snow.py)."""
     from irctl.data.snow import SnowParams, add_snow
 
-    params = SnowParams(
-        density=cfg.snow_density,
-        layers=cfg.snow_layers,
-        flake_size=cfg.snow_flake_size,
-        veil=cfg.snow_veil,
-        streak=cfg.snow_streak,
-        angle=cfg.snow_angle,
-    )
-    params.check()
-
-    def synth(clean: Tensor, g: torch.Generator) -> Batch:
-        snowy, _alpha = add_snow(clean, _numpy_rng(g), params)
-        return Batch(lq=quantize_8bit(snowy) if cfg.quantize else snowy, gt=clean)
-
-    return synth
+    params = _params_from(cfg, "snow_", SnowParams)
+    return _photo_pair(cfg, lambda clean, rng: add_snow(clean, rng, params)[0])
 
 
 def _raindrops_pair(cfg: DegradationConfig) -> PairSynthesis:
     """RainDrop-like refracting, out-of-focus drops on each photo (irctl/data/raindrops.py)."""
     from irctl.data.raindrops import RaindropParams, add_raindrops
 
-    params = RaindropParams(
-        count=cfg.raindrop_count,
-        radius=cfg.raindrop_radius,
-        aspect=cfg.raindrop_aspect,
-        zoom=cfg.raindrop_zoom,
-        flip=cfg.raindrop_flip,
-        blur=cfg.raindrop_blur,
-        rim=cfg.raindrop_rim,
-        background_blur=cfg.raindrop_background_blur,
-    )
-    params.check()
-
-    def synth(clean: Tensor, g: torch.Generator) -> Batch:
-        drops, _alpha = add_raindrops(clean, _numpy_rng(g), params)
-        return Batch(lq=quantize_8bit(drops) if cfg.quantize else drops, gt=clean)
-
-    return synth
+    params = _params_from(cfg, "raindrop_", RaindropParams)
+    return _photo_pair(cfg, lambda clean, rng: add_raindrops(clean, rng, params)[0])
 
 
 def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = None) -> PairSynthesis:
