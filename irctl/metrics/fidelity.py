@@ -218,23 +218,30 @@ def ssim(
     compute float32 inputs in float32.
     """
     a, b = _prepare(pred, gt, max_value=max_value, border=crop_border, y_channel=y_channel)
+    mean, _map = _ssim_and_map(a, b, max_value)
+    return mean
+
+
+def _ssim_and_map(a: NDArray, b: NDArray, max_value: float) -> tuple[float, NDArray]:
+    """:func:`ssim`'s BasicSR-equal SSIM of two prepared H×W×C images: the mean over the valid
+    region and the per-pixel, per-channel map it averages."""
     h, w = a.shape[:2]
     if h < _SSIM_WINDOW or w < _SSIM_WINDOW:
         raise ValueError(
             f"SSIM needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels "
             f"(after crop_border), got {w}x{h}"
         )
-    return float(
-        structural_similarity(
-            a,
-            b,
-            data_range=max_value,
-            channel_axis=2,
-            gaussian_weights=True,
-            sigma=_SSIM_SIGMA,
-            use_sample_covariance=False,
-        )
+    mean, full = structural_similarity(
+        a,
+        b,
+        data_range=max_value,
+        channel_axis=2,
+        gaussian_weights=True,
+        sigma=_SSIM_SIGMA,
+        use_sample_covariance=False,
+        full=True,
     )
+    return float(mean), full
 
 
 def mae(
@@ -380,23 +387,8 @@ def masked_ssim(
     window still sees its neighbourhood, so pixels next to a hole's edge count their known
     neighbours. 1.0 for a perfect fill; a region empty after the border raises ``ValueError``."""
     a, b = _prepare(pred, gt, max_value=max_value, border=crop_border, y_channel=y_channel)
-    h, w = a.shape[:2]
-    if h < _SSIM_WINDOW or w < _SSIM_WINDOW:
-        raise ValueError(
-            f"SSIM needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels "
-            f"(after crop_border), got {w}x{h}"
-        )
+    _mean, full = _ssim_and_map(a, b, max_value)
     region = _region(mask, np.asarray(pred).shape, crop_border)
-    _, full = structural_similarity(
-        a,
-        b,
-        data_range=max_value,
-        channel_axis=2,
-        gaussian_weights=True,
-        sigma=_SSIM_SIGMA,
-        use_sample_covariance=False,
-        full=True,
-    )
     pad = (_SSIM_WINDOW - 1) // 2
     valid = region[pad:-pad, pad:-pad]
     if not valid.any():
