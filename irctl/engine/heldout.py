@@ -183,6 +183,13 @@ def psnr_against_itself(
     return {row.photo: row.psnr for row in rows if row.method == label}
 
 
+def case_tensors(photo: HeldoutPhoto, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A case's LQ and ground truth (in [0, 1]) as 1×C×H×W float32 tensors on ``device``."""
+    lq = torch.from_numpy(photo.lq.transpose(2, 0, 1).copy())[None]
+    gt = torch.from_numpy((photo.gt / 255.0).astype(np.float32).transpose(2, 0, 1).copy())[None]
+    return lq.to(device), gt.to(device)
+
+
 def oracle_model_method(
     restorer: Restorer,
     oracle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -193,10 +200,8 @@ def oracle_model_method(
     ``oracle(LQ, GT)`` (1×C×H×W tensors on ``device``) on the whole image, untiled."""
 
     def run(photo: HeldoutPhoto) -> np.ndarray:
-        lq = torch.from_numpy(photo.lq.transpose(2, 0, 1).copy())[None].to(device)
-        gt = (photo.gt / 255.0).astype(np.float32).transpose(2, 0, 1).copy()
         with torch.inference_mode():
-            out = oracle(lq, torch.from_numpy(gt)[None].to(device))
+            out = oracle(*case_tensors(photo, device))
         restored = out[0].float().cpu().numpy().transpose(1, 2, 0)
         return complete(restored, photo.lq) if complete is not None else restored
 
@@ -342,9 +347,5 @@ def model_reports(
     restorer: Restorer, photos: list[HeldoutPhoto], options: SampleOptions, device: torch.device
 ) -> dict[str, str]:
     """The model's own extra tables on the held-out photos (:meth:`Restorer.reports`)."""
-    cases = []
-    for photo in photos:
-        lq = torch.from_numpy(photo.lq.transpose(2, 0, 1).copy())[None].to(device)
-        gt = torch.from_numpy((photo.gt / 255.0).astype(np.float32).transpose(2, 0, 1).copy())
-        cases.append((photo.name, lq, gt[None].to(device)))
+    cases = [(photo.name, *case_tensors(photo, device)) for photo in photos]
     return restorer.reports(cases, options)
