@@ -10,12 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irctl.nets.unet_latent import (
-    CompressorConfig,
-    UNetCompressor,
-    latent_replacing_loss,
-    pad_to_multiple,
-)
+from irctl.nets.layers import pad_to_multiple
+from irctl.nets.unet_latent import CompressorConfig, UNetCompressor, latent_replacing_loss
 
 
 def _model(seed: int = 0, **kwargs) -> UNetCompressor:

@@ -24,7 +24,7 @@ from irctl.io.images import to_dtype
 from irctl.methods.base import SampleOptions
 from irctl.methods.refusion import bind_noise_model, sample_reverse
 from irctl.metrics.fidelity import psnr
-from irctl.nets.unet_latent import pad_to_multiple
+from irctl.nets.layers import pad_to_multiple
 
 
 def _to_uint8(x: torch.Tensor, h: int, w: int) -> np.ndarray:

@@ -36,6 +36,7 @@ from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOpt
 from irctl.methods.official_keys import diffir_key_maps, import_state
 from irctl.nets.dirformer import DIRformer, DIRformerConfig
 from irctl.nets.ipr import CPEN, IPRDenoiser, PriorConfig, cpen_input
+from irctl.nets.layers import pad_to_multiple
 from irctl.tiling import PER_IMAGE, SPATIAL
 
 SAMPLER = "posterior_mean"
@@ -179,11 +180,7 @@ class DiffIRRestorer(RestorerBase):
         net = self.dirformer
         h, w = lq.shape[-2:]
         s = net.cfg.scale
-        pad_h, pad_w = (-h) % net.multiple, (-w) % net.multiple
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            lq = F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
-            gt = F.pad(gt, (0, pad_w * s, 0, pad_h * s), mode=mode)
+        lq, gt = pad_to_multiple(lq, net.multiple), pad_to_multiple(gt, net.multiple * s)
         out = net(lq, self.teacher_ipr(lq, gt))
         return out[..., : h * s, : w * s]
 
@@ -198,9 +195,7 @@ class DiffIRRestorer(RestorerBase):
     ) -> Tensor:
         net = self.dirformer
         h, w = lq.shape[-2:]
-        pad_h, pad_w = (-h) % net.multiple, (-w) % net.multiple
-        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        padded = F.pad(lq, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else lq
+        padded = pad_to_multiple(lq, net.multiple)
         tile = options.tiles.tile
         sync = torch.cuda.synchronize if lq.is_cuda else (lambda: None)
         tic = time.perf_counter()

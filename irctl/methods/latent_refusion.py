@@ -39,13 +39,9 @@ from irctl.methods.refusion import (
     noise_net_roles,
     sample_reverse,
 )
+from irctl.nets.layers import pad_to_multiple
 from irctl.nets.nafnet import ConditionalNAFNet, NAFNetConfig
-from irctl.nets.unet_latent import (
-    CompressorConfig,
-    UNetCompressor,
-    latent_replacing_loss,
-    pad_to_multiple,
-)
+from irctl.nets.unet_latent import CompressorConfig, UNetCompressor, latent_replacing_loss
 from irctl.tiling import SPATIAL, Spatial, Tiler
 
 

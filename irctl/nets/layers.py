@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -117,3 +118,14 @@ class ScalarEmbedding(nn.Module):
             for i, scale in enumerate(self.scales)
         ]
         return self.mlp(torch.cat(parts, dim=-1).to(self.mlp[0].weight.dtype))
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Reflect-pad right/bottom up to a multiple; replicate where the image is too small to
+    reflect (reflect needs the pad to be smaller than the size)."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)

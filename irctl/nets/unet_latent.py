@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from irctl.nets.layers import pad_to_multiple
+
 
 @dataclass(frozen=True)
 class CompressorConfig:
@@ -144,17 +146,6 @@ class LinearAttention(nn.Module):
         context = torch.einsum("bhdn,bhen->bhde", k, v / (h * w))
         out = torch.einsum("bhde,bhdn->bhen", context, q).reshape(n, -1, h, w)
         return x + self.out(out)
-
-
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Reflect-pad right/bottom up to a multiple; replicate where the image is too small to
-    reflect (reflect needs the pad to be smaller than the size)."""
-    h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
 class UNetCompressor(nn.Module):
