@@ -85,6 +85,12 @@ class DegradationConfig:
     # --- desnow and raindrop (DTPM's weather tasks) ---
     # snow: Snow100K-like flake layers composited over a mild veil (irctl/data/snow.py; Liu et
     # al., DesnowNet, TIP 2018): K = J·(1 − a) + a·C per layer, after J·(1 − v) + v·C. Per image
+    # rtv_texture (DTPM's stage I, not a task's degradation): the photo is the truth and its
+    # RTV structure S (irctl/data/rtv.py, Xu et al. 2012) the input; the texture is x − S
+    rtv_lam: float = 0.01
+    rtv_sigma: float = 3.0
+    rtv_sharpness: float = 0.02
+    rtv_iterations: int = 4
     # 1..snow_layers layers, small far flakes to large near ones (log-spaced bands of
     # snow_flake_size, radius in pixels); each layer's flakes cover snow_density of the frame
     # (before overlap), are streaked up to snow_streak pixels along a fall direction drawn from

@@ -78,7 +78,19 @@ def load_photos(
     """The clean images a preset trains and tests on: RGB photos, or L‖R pairs for stereo SR."""
     if degradation.kind == "stereo_sr":
         return [load_stereo_photo(n, degradation.stereo_max_disparity) for n in names]
+    if degradation.kind == "rtv_texture":
+        return [_with_structure(load_photo(n), degradation) for n in names]
     return [load_photo(n) for n in names]
+
+
+def _with_structure(photo: np.ndarray, degradation: DegradationConfig) -> np.ndarray:
+    """photo ‖ its RTV structure (H×W×6): smoothed once, whole, then cropped with the photo
+    (RTV costs seconds per megapixel, far too much to redo on every training crop)."""
+    from irctl.data.degrade import rtv_params
+    from irctl.data.rtv import rtv_smooth
+
+    structure = rtv_smooth(photo.astype(np.float64), rtv_params(degradation))
+    return np.concatenate([photo, structure.astype(np.float32)], axis=2)
 
 
 def augment(x: Tensor, flags: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from irctl.config import DegradationConfig
 from irctl.data.batch import Batch
+from irctl.data.rtv import RTVParams
 
 _P = TypeVar("_P")
 
@@ -37,6 +38,7 @@ DEGRADATIONS = (
     "realworld",
     "snow",
     "raindrops",
+    "rtv_texture",
 )
 
 
@@ -236,6 +238,25 @@ def _raindrops_pair(cfg: DegradationConfig) -> PairSynthesis:
     return _photo_pair(cfg, lambda clean, rng: add_raindrops(clean, rng, params)[0])
 
 
+def rtv_params(cfg: DegradationConfig) -> RTVParams:
+    """The RTV smoothing settings of a ``rtv_texture`` degradation (its ``rtv_*`` keys)."""
+    return _params_from(cfg, "rtv_", RTVParams)
+
+
+def _rtv_texture_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """DTPM's stage-I pairs: crops of photo ‖ its RTV structure (6 channels, smoothed once
+    per whole photo by :func:`irctl.data.datasets.load_photos`, since RTV costs seconds per
+    megapixel), split into LQ = the structure y_s and GT = the photo x_g. Never quantised:
+    the texture x_g − y_s is what is learnt, and 8-bit rounding would add its own."""
+
+    def synth(pair: Tensor, g: torch.Generator) -> Batch:
+        if pair.shape[1] != 6:
+            raise ValueError("rtv_texture pairs are photo ‖ structure crops (6 channels)")
+        return Batch(lq=pair[:, 3:].contiguous(), gt=pair[:, :3].contiguous())
+
+    return synth
+
+
 def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = None) -> PairSynthesis:
     """The training synthesis; with ``heldout_index`` the one for that held-out photo (bokeh:
     the preset's ``heldout_lenses`` pair for it, so the held-out cases cover chosen directions
@@ -259,6 +280,7 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
         "realworld": _realworld_pair,
         "snow": _snow_pair,
         "raindrops": _raindrops_pair,
+        "rtv_texture": _rtv_texture_pair,
     }
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from irctl.config import Preset, TrainConfig
+from irctl.config import DegradationConfig, Preset, TrainConfig
 from irctl.data.datasets import PairedCropSampler, load_photos
 from irctl.data.degrade import build_pair_synthesis
 from irctl.engine.checkpoint import (
@@ -78,19 +78,27 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
 
 
 def build_sampler(
-    preset: Preset, split: str, batch: int | None = None, cfg: TrainConfig | None = None
+    preset: Preset,
+    split: str,
+    batch: int | None = None,
+    cfg: TrainConfig | None = None,
+    degradation: DegradationConfig | None = None,
 ) -> PairedCropSampler:
+    """Training or validation crops of the preset's ``split`` photos, made into pairs by
+    ``degradation`` (default: the preset's; a stage may train on its own, see
+    :meth:`Restorer.stage_degradation`)."""
     cfg = cfg or preset.train
+    degradation = degradation or preset.degradation
     names = getattr(preset.data, split)
     if not names:
         raise ValueError(f"preset {preset.name!r} lists no {split} photos")
     task = get_task(preset.task)
-    multiple = task.patch_multiple(preset.degradation)
+    multiple = task.patch_multiple(degradation)
     if cfg.patch % multiple:
         raise ValueError(f"patch {cfg.patch} must be a multiple of {multiple} (task {task.name})")
     return PairedCropSampler(
-        load_photos(names, preset.degradation),
-        build_pair_synthesis(preset.degradation),
+        load_photos(names, degradation),
+        build_pair_synthesis(degradation),
         patch=cfg.patch,
         batch=batch or cfg.batch,
         augment_fn=task.augment,
@@ -102,11 +110,17 @@ class _Validator:
     so the EMA/lr choices can be made from measurements (issue 3 §4)."""
 
     def __init__(
-        self, preset: Preset, cfg: TrainConfig, stage: str, device: torch.device, n: int = 32
+        self,
+        preset: Preset,
+        cfg: TrainConfig,
+        stage: str,
+        device: torch.device,
+        degradation: DegradationConfig | None = None,
+        n: int = 32,
     ) -> None:
         self.seed = cfg.seed + 7919
         self.stage = stage
-        batch = build_sampler(preset, "val", batch=n, cfg=cfg).sample(
+        batch = build_sampler(preset, "val", batch=n, cfg=cfg, degradation=degradation).sample(
             torch.Generator().manual_seed(self.seed)
         )
         self.batch = batch.to(device)
@@ -334,8 +348,11 @@ def _train_stage(
     step = _resume(out, restorer, emas, optimizer, stage) if resume and _has_weights(out) else 0
     if ctx.is_main:
         _truncate_log(out / "log.jsonl", step)
-    sampler = build_sampler(preset, "train", batch=cfg.batch // ctx.world, cfg=cfg)
-    validate = _Validator(preset, cfg, stage, device=device) if ctx.is_main else None
+    degradation = restorer.stage_degradation(stage)
+    sampler = build_sampler(
+        preset, "train", batch=cfg.batch // ctx.world, cfg=cfg, degradation=degradation
+    )
+    validate = _Validator(preset, cfg, stage, device, degradation) if ctx.is_main else None
     end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
     last_val: dict[str, float] = {}
     log_file = (out / "log.jsonl").open("a") if ctx.is_main else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from irctl.config import Preset
 from irctl.methods.base import Restorer
 from irctl.methods.diffir import DiffIRRestorer
+from irctl.methods.dtpm import DTPMRestorer
 from irctl.methods.irsde import IRSDERestorer
 from irctl.methods.irsde_denoising import IRSDEDenoisingRestorer
 from irctl.methods.latent_refusion import LatentRefusionRestorer
@@ -19,6 +20,7 @@ METHODS: dict[str, type] = {
     "irsde": IRSDERestorer,
     "irsde_denoising": IRSDEDenoisingRestorer,
     "diffir": DiffIRRestorer,
+    "dtpm": DTPMRestorer,
 }
 
 

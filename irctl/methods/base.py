@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from irctl.conditioning import Conditioning
-from irctl.config import Preset, SamplerConfig
+from irctl.config import DegradationConfig, Preset, SamplerConfig
 from irctl.data.batch import Batch
 from irctl.tiling import TileSettings
 
@@ -116,6 +116,12 @@ class Restorer(Protocol):
         """The modules one training stage optimises (the others stay frozen)."""
         ...
 
+    def stage_degradation(self, stage: str) -> DegradationConfig:
+        """The pairs one training stage learns from: the preset's degradation, except for a
+        stage that learns something else (DTPM's texture prior: photos and their RTV
+        structure, whatever the task)."""
+        ...
+
     def carried_over(self, stage: str) -> dict[str, str]:
         """Which modules stage ``stage`` starts from, by name in the previous stage's checkpoint
         (``{"teacher": "net"}``: a frozen copy of the earlier ``net``). Every other module
@@ -189,6 +195,10 @@ class RestorerBase:
     def restore_modules(self) -> dict[str, nn.Module]:
         """Restoring needs every module."""
         return self.modules()  # type: ignore[attr-defined]
+
+    def stage_degradation(self, stage: str) -> DegradationConfig:
+        """Every stage learns the preset's task."""
+        return self.preset.degradation  # type: ignore[attr-defined]
 
     @staticmethod
     def check_preset(preset: Preset) -> None:

@@ -49,6 +49,9 @@ TASKS: dict[str, Task] = {
             "realworld",
             "blind real-world restoration at the input size (blur, noise, resizing, JPEG)",
         ),
+        # DTPM's weather tasks (Snow100K, RainDrop); no classical method undoes either well
+        Task("desnow", "snow removal (flakes of several sizes and densities, and their veil)"),
+        Task("raindrop", "adherent raindrop removal (refracting drops, blurred background)"),
         # the known pixels are the input's exactly (Task.complete): the holes are the score
         InpaintTask(
             "inpaint",
