@@ -139,13 +139,22 @@ def _load(name: str, device) -> Restorer:
 
 def _model_runs(restorer: Restorer, request: CompareRequest, device) -> dict[str, MethodFn]:
     """The table rows of one model: one per sampler run, or one for a single forward pass; then
-    its upper bounds (:meth:`~irctl.methods.base.Restorer.oracle_runs`), labelled as such."""
+    its parts run alone (:meth:`~irctl.methods.base.Restorer.component_runs`) and its upper
+    bounds (:meth:`~irctl.methods.base.Restorer.oracle_runs`), labelled as such."""
     name = restorer.preset.name
     complete = get_task(restorer.preset.task).complete
     oracles = {
-        f"{name} {label}": oracle_model_method(restorer, run, device, complete)
-        for label, run in restorer.oracle_runs().items()
+        f"{name} {label}": oracle_model_method(
+            restorer, lambda lq, gt, run=run: run(lq), device, complete
+        )
+        for label, run in restorer.component_runs().items()
     }
+    oracles.update(
+        {
+            f"{name} {label}": oracle_model_method(restorer, run, device, complete)
+            for label, run in restorer.oracle_runs().items()
+        }
+    )
     if restorer.sampling is None:
         options = resolve_options(restorer)
         return {name: model_method(restorer, options, request.seed, device, complete), **oracles}

@@ -165,6 +165,12 @@ class Restorer(Protocol):
         the GT), untiled, on 1×C×H×W tensors. Usually none."""
         ...
 
+    def component_runs(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """Parts of the model run alone, for ``irctl compare``, by row label: ``run(LQ)``
+        (DTPM: its initial predictor, what the diffusion adds texture to), untiled, on
+        1×C×H×W tensors. Usually none."""
+        ...
+
     #: seconds of the phases of the last :meth:`restore`, by name, for ``irctl benchmark``
     #: (DiffIR: its prior and DIRformer); empty when a method times none
     phase_seconds: Mapping[str, float]
@@ -213,6 +219,9 @@ class RestorerBase:
         return {}
 
     def oracle_runs(self) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+        return {}
+
+    def component_runs(self) -> dict[str, Callable[[Tensor], Tensor]]:
         return {}
 
     def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:

@@ -24,6 +24,7 @@ Images are scaled to [−1, 1] inside (A10), so the residual lies in [−2, 2].
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -305,9 +306,14 @@ class DTPMRestorer(RestorerBase):
         out = y_eps + diffusion.texture_strength * residual
         return to_unit(out)[..., :h, :w]
 
+    def component_runs(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """The initial predictor alone: what DTPM's diffusion adds texture to (the paper's
+        Fig. 9), so the table shows what the texture prior changes."""
+        return {"initial predictor alone": self.restore_predictor_only}
+
     @torch.no_grad()
     def restore_predictor_only(self, lq: Tensor) -> Tensor:
-        """The initial predictor alone (the issue's table row; the paper's Fig. 9), untiled."""
+        """y_ε = ε_θ(y_d) mapped back to [0, 1], untiled."""
         h, w = lq.shape[-2:]
         y_d = to_signed(pad_to_multiple(lq, self.predictor.multiple))
         return to_unit(self.predict(y_d))[..., :h, :w]
