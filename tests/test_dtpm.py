@@ -7,6 +7,9 @@ learns from photos and their RTV structure whatever the task."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -158,25 +161,32 @@ def test_stage_one_learns_photos_and_their_rtv_structure() -> None:
     )
 
 
-def _small_preset(tmp_iterations: int = 2) -> Preset:
+def _small_preset(iterations: int = 2, **top: object) -> Preset:
     data = preset_to_dict(load_preset(PRESET))
     data["data"].update(train=["coins"], val=["coins"])
     data["train"].update(
-        iterations=tmp_iterations, batch=2, patch=32, log_every=1, val_every=1, checkpoint_every=1
+        iterations=iterations, batch=2, patch=32, log_every=1, val_every=1, checkpoint_every=1
     )
-    data["train"]["stages"] = {"adapt": {"iterations": tmp_iterations}}
+    data["train"]["stages"] = {"adapt": {"iterations": iterations}}
+    data.update(top)
     return preset_from_dict(data)
 
 
-@pytest.mark.slow
-def test_stage_two_trains_only_adapters_predictor_and_intro(tmp_path) -> None:
-    from irctl.engine.checkpoint import load_checkpoint
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
     from irctl.engine.train import train
 
-    preset = _small_preset()
-    train(preset, tmp_path)
-    first = load_checkpoint(tmp_path / "prior" / "weights.safetensors")
-    second = load_checkpoint(tmp_path / "weights.safetensors")
+    out = tmp_path_factory.mktemp("dtpm-run")
+    train(_small_preset(), out)
+    return out
+
+
+@pytest.mark.slow
+def test_stage_two_trains_only_adapters_predictor_and_intro(trained_run: Path) -> None:
+    from irctl.engine.checkpoint import load_checkpoint
+
+    first = load_checkpoint(trained_run / "prior" / "weights.safetensors")
+    second = load_checkpoint(trained_run / "weights.safetensors")
     for module in ("prior", "semantic"):
         a, b = first.module_state(module), second.module_state(module)
         assert a and a.keys() == b.keys()
@@ -184,3 +194,27 @@ def test_stage_two_trains_only_adapters_predictor_and_intro(tmp_path) -> None:
     for module in ("adapters", "predictor", "intro"):
         a, b = first.module_state(module), second.module_state(module)
         assert any(not torch.equal(a[k], b[k]) for k in a), module
+
+
+@pytest.mark.slow
+def test_one_texture_prior_serves_another_task(trained_run: Path, tmp_path: Path) -> None:
+    """Stage I does not depend on the task: a deblurring preset resumes from the desnowing
+    run's prior (and trains only its own stage II); a different network is refused."""
+    from irctl.engine.checkpoint import CheckpointError, load_checkpoint
+    from irctl.engine.train import train
+
+    deblur = _small_preset(task="deblur", degradation={"kind": "motion_blur"}, name="deblur-x")
+    out = tmp_path / "deblur"
+    shutil.copytree(trained_run / "prior", out / "prior")
+    train(deblur, out, resume=True)
+    prior = load_checkpoint(trained_run / "prior" / "weights.safetensors").module_state("prior")
+    final = load_checkpoint(out / "weights.safetensors")
+    assert final.preset.task == "deblur" and final.stage == "adapt"
+    assert all(torch.equal(prior[k], final.module_state("prior")[k]) for k in prior)
+
+    wider = preset_to_dict(deblur)
+    wider["network"]["width"] = 8
+    other = tmp_path / "wider"
+    shutil.copytree(trained_run / "prior", other / "prior")
+    with pytest.raises(CheckpointError, match="different preset"):
+        train(preset_from_dict(wider), other, resume=True)

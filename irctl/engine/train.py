@@ -216,10 +216,18 @@ def stage_dir(out: Path, stages: list[str], stage: str) -> Path:
     return out if stage == stages[-1] else out / stage
 
 
-def same_preset_until(a: Preset, b: Preset, stages: list[str], stage: str) -> bool:
+def same_preset_until(
+    a: Preset,
+    b: Preset,
+    stages: list[str],
+    stage: str,
+    depends_on: frozenset[str] | None = None,
+) -> bool:
     """Whether ``a`` and ``b`` agree on everything a checkpoint of ``stage`` depends on: all
     but the ``[train.stages.<s>]`` recipes of the stages after it — so a later stage can be
-    retrained longer or at another rate from the earlier stages' checkpoints."""
+    retrained longer or at another rate from the earlier stages' checkpoints — and, when the
+    method says which (:meth:`Restorer.stage_depends_on`), only those top-level keys: DTPM's
+    texture prior is one for every task, so another task's preset may start from it."""
     later = stages[stages.index(stage) + 1 :]
 
     def relevant(preset: Preset) -> dict:
@@ -227,19 +235,27 @@ def same_preset_until(a: Preset, b: Preset, stages: list[str], stage: str) -> bo
         recipes = d.get("train", {}).get("stages", {})
         for name in later:
             recipes.pop(name, None)
+        if depends_on is not None:
+            d = {k: v for k, v in d.items() if k in depends_on}
         return d
 
     return relevant(a) == relevant(b)
 
 
-def stage_finished(preset: Preset, out: Path, stages: list[str], stage: str) -> bool:
+def stage_finished(
+    preset: Preset,
+    out: Path,
+    stages: list[str],
+    stage: str,
+    depends_on: frozenset[str] | None = None,
+) -> bool:
     """Whether ``out`` holds this stage's finished checkpoint, trained with this very preset
-    (later stages' recipes aside)."""
+    (later stages' recipes and the keys the stage does not depend on aside)."""
     weights = stage_dir(out, stages, stage) / WEIGHTS_NAME
     if not weights.is_file():
         return False
     ckpt = load_checkpoint(weights)
-    if not same_preset_until(ckpt.preset, preset, stages, stage):
+    if not same_preset_until(ckpt.preset, preset, stages, stage, depends_on):
         raise CheckpointError(
             f"{weights}: was trained with a different preset; refusing to resume "
             "(start a new --out folder, or use the same preset and overrides)"
@@ -264,7 +280,8 @@ def train(
     ends a stage early at that step (checkpointed), for time-sliced jobs; the learning-rate
     schedule still spans the stage's iterations.
     """
-    stages = list(build_restorer(preset).stages)
+    restorer = build_restorer(preset)
+    stages = list(restorer.stages)
     if stage is not None and stage not in stages:
         raise ValueError(f"{preset.name}: no stage {stage!r}; stages: {', '.join(stages)}")
     todo = [stage] if stage is not None else stages
@@ -273,7 +290,11 @@ def train(
     result: TrainResult | None = None
     for name in todo:
         iterations = preset.train.for_stage(name).iterations
-        if stage is None and resume and stage_finished(preset, out, stages, name):
+        if (
+            stage is None
+            and resume
+            and stage_finished(preset, out, stages, name, restorer.stage_depends_on(name))
+        ):
             result = TrainResult(stage_dir(out, stages, name) / WEIGHTS_NAME, iterations, {})
             continue
         result = _train_stage(
@@ -304,7 +325,9 @@ def _start_from_previous_stage(
             )
     weights = stage_dir(out, stages, stages[index - 1]) / WEIGHTS_NAME
     ckpt = load_checkpoint(weights)
-    if not same_preset_until(ckpt.preset, restorer.preset, stages, stages[index - 1]):
+    previous = stages[index - 1]
+    depends_on = restorer.stage_depends_on(previous)
+    if not same_preset_until(ckpt.preset, restorer.preset, stages, previous, depends_on):
         raise CheckpointError(f"{weights}: was trained with a different preset")
     renames = restorer.carried_over(stage)
     for name, module in restorer.modules().items():

@@ -122,6 +122,12 @@ class Restorer(Protocol):
         structure, whatever the task)."""
         ...
 
+    def stage_depends_on(self, stage: str) -> frozenset[str] | None:
+        """The top-level preset keys a stage's checkpoint depends on (None: all of them): a
+        later stage, or another preset's, may start from it when these agree. DTPM's texture
+        prior does not depend on the task, so one prior serves every task."""
+        ...
+
     def carried_over(self, stage: str) -> dict[str, str]:
         """Which modules stage ``stage`` starts from, by name in the previous stage's checkpoint
         (``{"teacher": "net"}``: a frozen copy of the earlier ``net``). Every other module
@@ -205,6 +211,9 @@ class RestorerBase:
     def stage_degradation(self, stage: str) -> DegradationConfig:
         """Every stage learns the preset's task."""
         return self.preset.degradation  # type: ignore[attr-defined]
+
+    def stage_depends_on(self, stage: str) -> frozenset[str] | None:
+        return None
 
     @staticmethod
     def check_preset(preset: Preset) -> None:

@@ -198,6 +198,17 @@ class DTPMRestorer(RestorerBase):
         }
         return DegradationConfig(kind="rtv_texture", quantize=False, **rtv)
 
+    def stage_depends_on(self, stage: str) -> frozenset[str] | None:
+        """The texture prior depends on the networks, the RTV settings, the diffusion, the
+        recipe and the photos — not on the task, its degradation or the sampler: the paper
+        trains stage I once for every task, and so can a user (copy ``prior/`` into another
+        task's run folder and train with ``--resume``)."""
+        if stage != "prior":
+            return None
+        return frozenset(
+            {"method", "network", "predictor", "texture", "diffusion", "train", "data"}
+        )
+
     # --- shared pieces ------------------------------------------------------------------------
 
     def semantic_code(self, image: Tensor) -> Tensor | None:
