@@ -39,6 +39,8 @@ DEGRADATIONS = (
     "snow",
     "raindrops",
     "rtv_texture",
+    "defocus",
+    "rain_haze",
 )
 
 
@@ -238,6 +240,25 @@ def _raindrops_pair(cfg: DegradationConfig) -> PairSynthesis:
     return _photo_pair(cfg, lambda clean, rng: add_raindrops(clean, rng, params)[0])
 
 
+def _defocus_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """DPDD-like defocus: uniform-disc blur by a depth proxy's distance from a drawn focal
+    plane (irctl/data/defocus.py); each photo's CoC radius map (pixels) is kept for the oracle
+    deconvolution baseline."""
+    from irctl.data.defocus import DefocusParams, add_defocus
+
+    params = _params_from(cfg, "defocus_", DefocusParams)
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        blurred, coc = add_defocus(clean, g, params)
+        return Batch(
+            lq=quantize_8bit(blurred) if cfg.quantize else blurred,
+            gt=clean,
+            known=[{"coc": c[0].detach().cpu().numpy().astype(np.float32)} for c in coc],
+        )
+
+    return synth
+
+
 def rtv_params(cfg: DegradationConfig) -> RTVParams:
     """The RTV smoothing settings of a ``rtv_texture`` degradation (its ``rtv_*`` keys)."""
     return _params_from(cfg, "rtv_", RTVParams)
@@ -281,6 +302,7 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
         "snow": _snow_pair,
         "raindrops": _raindrops_pair,
         "rtv_texture": _rtv_texture_pair,
+        "defocus": _defocus_pair,
     }
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")

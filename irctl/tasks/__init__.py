@@ -31,6 +31,14 @@ TASKS: dict[str, Task] = {
             "camera-shake motion deblurring",
             classical=("richardson-lucy-oracle", "unsharp-mask"),
         ),
+        # DTPM's DPDD task (single image): blur varies with depth; the oracle row deconvolves
+        # with one disc of the case's median true CoC radius
+        Task(
+            "defocus",
+            "defocus deblurring (disc blur growing with the distance from a focal plane)",
+            classical=("richardson-lucy-disc-oracle", "unsharp-mask"),
+            metrics={"hf-ratio": "HF energy ratio"},
+        ),
         # SR benchmarks score the luma with `scale` pixels cropped from every edge (BasicSR)
         SRTask(
             "sr4",
