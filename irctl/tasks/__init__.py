@@ -69,6 +69,13 @@ TASKS: dict[str, Task] = {
             "adherent raindrop removal (refracting drops, blurred background)",
             metrics={"hf-ratio": "HF energy ratio"},
         ),
+        # DTPM's Outdoor-Rain task: the dark channel prior lifts the veil, not the streaks
+        Task(
+            "derain-dehaze",
+            "rain streaks and haze together, as Outdoor-Rain",
+            classical=("dcp",),
+            metrics={"hf-ratio": "HF energy ratio"},
+        ),
         # the known pixels are the input's exactly (Task.complete): the holes are the score
         InpaintTask(
             "inpaint",
