@@ -117,6 +117,19 @@ class DegradationConfig:
     raindrop_rim: tuple[float, float] = (0.1, 0.35)
     raindrop_background_blur: tuple[float, float] = (0.0, 0.8)
 
+    # --- defocus and derain-dehaze (DTPM's other tasks) ---
+    # defocus: DPDD-like defocus blur (irctl/data/defocus.py; Abuolaim & Brown, ECCV 2020). Per
+    # image a depth proxy d in [0, 1] (a defocus_luminance share of the photo's smoothed
+    # luminance, the rest a smooth random field), a focal plane from defocus_focus and r_max
+    # from defocus_max_radius; each pixel becomes a uniform disc of radius r_max·|d − focus|
+    # pixels (so at most r_max)
+    defocus_max_radius: tuple[float, float] = (4.0, 12.0)
+    defocus_focus: tuple[float, float] = (0.0, 1.0)
+    defocus_luminance: tuple[float, float] = (0.3, 0.7)
+    # rain_haze: Outdoor-Rain-like heavy rain (irctl/data/rain_haze.py; Li et al., CVPR 2019),
+    # I = T·(J + S) + (1 − T)·A: the streaks S are the rain_* settings' and the transmission T
+    # and airlight A the haze_* settings', so it has no settings of its own
+
 
 @dataclass(frozen=True)
 class SamplerConfig:

@@ -22,6 +22,7 @@ the blurred masks keeps flat regions flat (no dark halos where a layer ends).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,14 @@ from torch import Tensor
 
 from irctl.data.lenses import Lens, parse_lens
 
-__all__ = ["RIM_GAIN", "bokeh_pair", "coc_radius", "disc_kernel", "render_bokeh"]
+__all__ = [
+    "RIM_GAIN",
+    "bokeh_pair",
+    "coc_radius",
+    "disc_kernel",
+    "layered_blur",
+    "render_bokeh",
+]
 
 #: Weight of the outer ring relative to the disc's interior, per brand.
 RIM_GAIN: dict[str, float] = {"Sony": 1.0, "Canon": 1.6}
@@ -83,6 +91,34 @@ def _blur(x: Tensor, kernel: Tensor) -> Tensor:
     return F.conv2d(padded, weight, groups=c)
 
 
+def layered_blur(
+    sharp: Tensor, position: Tensor, radii: Sequence[float], rim: float = 1.0
+) -> Tensor:
+    """Spatially varying disc blur of an N×C×H×W batch by normalised convolution over bins.
+
+    ``position`` (N×1×H×W, in [0, len(radii) − 1]) places each pixel between bins k and k + 1
+    with triangular (linear-interpolation) memberships, which sum to 1 at every pixel; bin k is
+    blurred with :func:`disc_kernel` of radius ``radii[k]`` (``rim``: the ring's weight), and
+    out = Σ_k blur_k(I·m_k) / Σ_k blur_k(m_k) (Knutsson & Westin 1993), so a layer's edge leaves
+    no dark halo. A bin of radius < 0.5 px is a delta: pixels wholly in it keep their values.
+    Shared by the bokeh and the defocus syntheses (irctl/data/defocus.py).
+    """
+    channels = sharp.shape[1]
+    numerator = torch.zeros_like(sharp)
+    denominator = torch.zeros_like(position)
+    for k, radius in enumerate(radii):
+        mask = (1.0 - (position - k).abs()).clamp_min(0.0)
+        if not bool(mask.any()):
+            continue  # an empty layer adds exactly zero to both sums
+        kernel = disc_kernel(float(radius), rim)
+        blurred = _blur(torch.cat([sharp * mask, mask], dim=1), kernel)
+        numerator = numerator + blurred[:, :channels]
+        denominator = denominator + blurred[:, channels:]
+    # Every pixel lies in some layer whose kernel has a positive centre tap, so the
+    # denominator is positive; the floor only guards against float underflow.
+    return numerator / denominator.clamp_min(1e-12)
+
+
 def render_bokeh(
     sharp: Tensor, depth: Tensor, focus: Tensor, lens: Lens, max_radius: float, layers: int = 8
 ) -> Tensor:
@@ -96,22 +132,8 @@ def render_bokeh(
         raise ValueError(f"render_bokeh needs at least 2 depth layers, got {layers}")
     focus = focus.to(device=sharp.device, dtype=sharp.dtype).view(-1, 1, 1, 1)
     defocus = (depth.to(device=sharp.device, dtype=sharp.dtype) - focus).abs().clamp(0.0, 1.0)
-    position = defocus * (layers - 1)
-    rim = RIM_GAIN[lens.brand]
-    channels = sharp.shape[1]
-    numerator = torch.zeros_like(sharp)
-    denominator = torch.zeros_like(defocus)
-    for k in range(layers):
-        mask = (1.0 - (position - k).abs()).clamp_min(0.0)
-        if not bool(mask.any()):
-            continue  # an empty layer adds exactly zero to both sums
-        kernel = disc_kernel(float(coc_radius(k / (layers - 1), lens.f_number, max_radius)), rim)
-        blurred = _blur(torch.cat([sharp * mask, mask], dim=1), kernel)
-        numerator = numerator + blurred[:, :channels]
-        denominator = denominator + blurred[:, channels:]
-    # Every pixel lies in some layer whose kernel has a positive centre tap, so the
-    # denominator is positive; the floor only guards against float underflow.
-    return numerator / denominator.clamp_min(1e-12)
+    radii = [float(coc_radius(k / (layers - 1), lens.f_number, max_radius)) for k in range(layers)]
+    return layered_blur(sharp, defocus * (layers - 1), radii, RIM_GAIN[lens.brand])
 
 
 def luminance_depth(clean: Tensor, sigma: float = 3.0) -> Tensor:

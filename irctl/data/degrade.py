@@ -18,6 +18,7 @@ from torch import Tensor
 
 from irctl.config import DegradationConfig
 from irctl.data.batch import Batch
+from irctl.data.haze import HazeParams
 from irctl.data.rtv import RTVParams
 
 _P = TypeVar("_P")
@@ -39,6 +40,8 @@ DEGRADATIONS = (
     "snow",
     "raindrops",
     "rtv_texture",
+    "defocus",
+    "rain_haze",
 )
 
 
@@ -60,12 +63,19 @@ def _noise_pair(cfg: DegradationConfig) -> PairSynthesis:
     return lambda clean, g: Batch(lq=gaussian_noise(clean, g, cfg.sigma, cfg.quantize), gt=clean)
 
 
-def _haze_pair(cfg: DegradationConfig) -> PairSynthesis:
-    from irctl.data.haze import HazeParams, add_haze
+def _haze_params(cfg: DegradationConfig) -> HazeParams:
+    """The haze ranges of the preset's ``haze_*`` settings (haze and rain_haze share them)."""
+    from irctl.data.haze import HazeParams
 
-    params = HazeParams(
+    return HazeParams(
         beta=cfg.haze_beta, airlight=cfg.haze_airlight, nonhomogeneity=cfg.haze_nonhomogeneity
     )
+
+
+def _haze_pair(cfg: DegradationConfig) -> PairSynthesis:
+    from irctl.data.haze import add_haze
+
+    params = _haze_params(cfg)
 
     def synth(clean: Tensor, g: torch.Generator) -> Batch:
         hazy = add_haze(clean, g, params)
@@ -238,6 +248,43 @@ def _raindrops_pair(cfg: DegradationConfig) -> PairSynthesis:
     return _photo_pair(cfg, lambda clean, rng: add_raindrops(clean, rng, params)[0])
 
 
+def _defocus_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """DPDD-like defocus: uniform-disc blur by a depth proxy's distance from a drawn focal
+    plane (irctl/data/defocus.py); each photo's CoC radius map (pixels) is kept for the oracle
+    deconvolution baseline."""
+    from irctl.data.defocus import DefocusParams, add_defocus
+
+    params = _params_from(cfg, "defocus_", DefocusParams)
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        blurred, coc = add_defocus(clean, g, params)
+        return Batch(
+            lq=quantize_8bit(blurred) if cfg.quantize else blurred,
+            gt=clean,
+            known=[{"coc": c[0].detach().cpu().numpy().astype(np.float32)} for c in coc],
+        )
+
+    return synth
+
+
+def _rain_haze_pair(cfg: DegradationConfig) -> PairSynthesis:
+    """Outdoor-Rain-like heavy rain, I = T·(J + S) + (1 − T)·A (irctl/data/rain_haze.py): the
+    streaks of the ``rain_*`` settings under the haze of the ``haze_*`` ones. Draw order: the
+    streaks' NumPy seed first (as the rain pair draws it), then the haze, so with β = 0 a pair
+    is the rain pair of the same seed."""
+    from irctl.data.rain import RainParams
+    from irctl.data.rain_haze import add_rain_haze
+
+    rain = _params_from(cfg, "rain_", RainParams)
+    haze = _haze_params(cfg)
+
+    def synth(clean: Tensor, g: torch.Generator) -> Batch:
+        rainy, _streaks, _haze = add_rain_haze(clean, _numpy_rng(g), g, rain, haze)
+        return Batch(lq=quantize_8bit(rainy) if cfg.quantize else rainy, gt=clean)
+
+    return synth
+
+
 def rtv_params(cfg: DegradationConfig) -> RTVParams:
     """The RTV smoothing settings of a ``rtv_texture`` degradation (its ``rtv_*`` keys)."""
     return _params_from(cfg, "rtv_", RTVParams)
@@ -281,6 +328,8 @@ def build_pair_synthesis(cfg: DegradationConfig, heldout_index: int | None = Non
         "snow": _snow_pair,
         "raindrops": _raindrops_pair,
         "rtv_texture": _rtv_texture_pair,
+        "defocus": _defocus_pair,
+        "rain_haze": _rain_haze_pair,
     }
     if cfg.kind not in builders:
         raise ValueError(f"unknown degradation {cfg.kind!r}; known: {', '.join(DEGRADATIONS)}")
