@@ -9,7 +9,8 @@ failed write) is reported through ``on_error`` as one line naming the file and t
 the batch goes on. After a crash or SIGKILL a job's outputs are either all complete or not done;
 a rerun skips the finished jobs (unless ``overwrite``): each output verified, a truncated or
 wrong-sized one redone (irctl/engine/resume.py). It removes stale temp files and claims. Runs
-sharing one ``--dst`` split the work through claim files (irctl/io/claims.py).
+sharing one ``--dst`` split the work through claim files (irctl/io/claims.py). An image that
+runs out of memory is retried with half the tile (irctl/engine/backoff.py).
 
 :func:`restore_folder` is the whole of ``irctl restore`` short of parsing and printing: find the
 inputs, load the model, validate the options once, plan, shard, and run.
@@ -22,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from irctl.config import DegradationConfig, Preset, PresetError
+from irctl.engine.backoff import Retile, with_backoff
 from irctl.engine.checkpoint import CheckpointError
 from irctl.engine.device import resolve_device
 from irctl.engine.models import (
@@ -157,17 +159,24 @@ def run_jobs(
     on_step: Callable[[int, int], None] | None = None,
     conditioner: Conditioner | None = None,
     claims: JobClaims | None = None,
+    on_info: Callable[[str], None] | None = None,
+    retile: Retile | None = None,
     readers: int = 2,
     writers: int = 2,
 ) -> RestoreSummary:
     """Restore every job; never raises for a per-job problem. ``conditioner`` gives each job's
     task-specific inputs (bokeh: its lenses); it runs in the reader threads, and so does
-    claiming each job (``claims``: None when runs need not share the work)."""
+    claiming each job (``claims``: None when runs need not share the work). An image that runs
+    out of memory is retried with the tile halved (irctl/engine/backoff.py): ``retile`` makes
+    the options for a tile size (default: ``options`` with that tile); ``on_info`` gets the one
+    warning line."""
     summary = RestoreSummary()
     lock = threading.Lock()
     tic = time.perf_counter()
     condition_of = conditioner or (lambda _job: Conditioning())
     release = claims.release if claims is not None else (lambda _job: None)
+    say = on_info or (lambda _message: None)
+    retile = retile or (lambda tile: replace(options, tiles=replace(options.tiles, tile=tile)))
 
     def read(job: Job) -> _Decoded | str | object:
         if claims is not None and not claims.acquire(job):
@@ -223,17 +232,33 @@ def run_jobs(
                 started = time.perf_counter()
                 try:
                     x = task.model_input(decoded.images)
-                    restored = model(x, decoded.cond, options)
+                    restored, used = with_backoff(
+                        lambda o, x=x, c=decoded.cond: model(x, c, o),
+                        options,
+                        x.shape[:2],
+                        retile,
+                    )
                     outputs = task.model_output(task.complete(restored, x), decoded.images)
                 except (RuntimeError, ValueError, MemoryError) as err:
                     fail(job, f"restore failed: {str(err).strip().splitlines()[0]}")
                     continue
+                if used != options:
+                    say(_backoff_line(job, options, used))
+                    options = used
                 pool.submit(write, job, outputs, task.megapixels(decoded.images), started)
     finally:
         if claims is not None:
             claims.release_all()
     summary.seconds = time.perf_counter() - tic
     return summary
+
+
+def _backoff_line(job: Job, before: SampleOptions, after: SampleOptions) -> str:
+    """The one warning line of an out-of-memory back-off."""
+    return (
+        f"warning: out of memory with tile {before.tiles.tile or 'off'} on {job.src}: "
+        f"restored with tile {after.tiles.tile}, kept for the rest of the batch"
+    )
 
 
 def _writer(output: OutputImage) -> Callable[[Path], None]:
@@ -306,14 +331,7 @@ def restore_folder(
             method=request.method,
         )
         task = get_task(restorer.preset.task)
-        options = resolve_options(
-            restorer,
-            sampler=request.sampler,
-            steps=request.steps,
-            tile=request.tile,
-            overlap=request.tile_overlap,
-            tile_batch=request.tile_batch,
-        )
+        options = _options_with_tile(restorer, request, request.tile)
         src_root = Path(request.src) if request.src != "-" and Path(request.src).is_dir() else None
         task_values = task_option_values(task, restorer.preset, request)
         conditioner = task.conditioner(restorer.preset, src_root, task_values)
@@ -362,8 +380,26 @@ def restore_folder(
         on_done=reporter.done,
         on_step=reporter.step,
         claims=JobClaims(task, degradation, recheck=not request.overwrite, on_info=reporter.info),
+        on_info=reporter.info,
+        retile=lambda tile: _options_with_tile(restorer, request, tile),
     )
     return RestoreOutcome(restorer.preset.name, plan, summary)
+
+
+def _options_with_tile(
+    restorer: Restorer, request: RestoreRequest, tile: int | None
+) -> SampleOptions:
+    """The run's options as ``request`` asks for them, with ``tile`` (None: the preset's): the
+    out-of-memory back-off resolves its smaller tiles here too, so they get the overlap a run
+    asking for that tile would."""
+    return resolve_options(
+        restorer,
+        sampler=request.sampler,
+        steps=request.steps,
+        tile=tile,
+        overlap=request.tile_overlap,
+        tile_batch=request.tile_batch,
+    )
 
 
 def _to_redo(
