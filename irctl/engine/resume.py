@@ -18,6 +18,7 @@ from pathlib import Path
 
 from irctl.config import DegradationConfig
 from irctl.io.claims import Claim, claim
+from irctl.io.outputs import all_done
 from irctl.io.verify import output_problem
 from irctl.tasks.base import Job, Task
 
@@ -33,7 +34,7 @@ class Unfinished:
 
 def unfinished(task: Task, job: Job, degradation: DegradationConfig) -> Unfinished | None:
     """None when every output of ``job`` is there, complete and of the expected size."""
-    if not all(path.is_file() for path in job.outputs.values()):
+    if not all_done(list(job.outputs.values())):
         return Unfinished()
     expected = task.output_sizes(job, degradation)
     for role, path in job.outputs.items():

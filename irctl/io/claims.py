@@ -21,6 +21,10 @@ Staleness — a claim left by a killed run is recovered by the next run that mee
   is active);
 - unreadable content (only a killed ``O_EXCL`` writer leaves that): older than a minute.
 
+Under torchrun the job list is sharded by RANK/WORLD_SIZE first, and a rank claims only its
+own shard's jobs: ranks never contend, and two launches on one ``--dst`` split each shard. A
+claim names its process and host, so ranks on one machine never take each other's for stale.
+
 Taking a stale claim over renames it to a private name first, then checks that the file moved
 is the stale one (a racing run may have replaced it with a fresh claim, which is then put
 back), so two runs that both find a claim stale never both win it.
