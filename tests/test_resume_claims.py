@@ -360,3 +360,37 @@ def test_two_concurrent_processes_restore_each_image_once(
     assert sorted(p.name for p in dst.iterdir()) == sorted(p.name for p in src.iterdir())
     for path in dst.iterdir():
         assert read_image(path).pixels.shape == (80, 96, 3)
+
+
+@pytest.mark.slow
+def test_claims_of_a_run_killed_mid_batch_are_taken_over(
+    tiny_weights: Path, photo_crops: list[np.ndarray], tmp_path: Path
+) -> None:
+    """kill -9 while the run holds claims (waiting for one to appear, not for a time): the
+    next run removes each claim the killed one left, restores the rest, and leaves only the
+    outputs."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    n = 8
+    for i in range(n):
+        write_image(src / f"p{i}.png", np.tile(photo_crops[i % 3], (3, 3, 1)), dtype=np.uint8)
+    cmd = [sys.executable, "-m", "irctl", "restore", "--weights", str(tiny_weights)]
+    cmd += ["--src", str(src), "--dst", str(dst), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if dst.is_dir() and any(dst.glob(".*.claim")):
+            break
+        time.sleep(0.01)  # polling for the claim to appear, not a synchronisation
+    proc.kill()
+    proc.wait()
+    left = sorted(dst.glob(".*.claim"))
+    assert left, "the run was killed holding no claim (it had finished?)"
+    rerun = subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    removed = [line for line in rerun.stderr.splitlines() if "claim left by a run" in line]
+    assert len(removed) == len(left)
+    assert all(f"(pid {proc.pid} on" in line for line in removed)
+    summary = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert len(summary["restored"]) + len(summary["skipped"]) == n
+    assert summary["claimed"] == [] and summary["failed"] == []
+    assert sorted(p.name for p in dst.iterdir()) == [f"p{i}.png" for i in range(n)]

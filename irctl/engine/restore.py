@@ -179,8 +179,12 @@ def run_jobs(
     retile = retile or (lambda tile: replace(options, tiles=replace(options.tiles, tile=tile)))
 
     def read(job: Job) -> _Decoded | str | object:
-        if claims is not None and not claims.acquire(job):
-            return _CLAIMED
+        if claims is not None:
+            try:
+                if not claims.acquire(job):
+                    return _CLAIMED
+            except OSError as err:  # e.g. a read-only --dst: the job could not be written either
+                return f"cannot claim {job.dst} for this run: {err.strerror or err}"
         images = task.read(job)
         if isinstance(images, str):
             return images
