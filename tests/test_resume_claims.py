@@ -394,3 +394,12 @@ def test_claims_of_a_run_killed_mid_batch_are_taken_over(
     assert len(summary["restored"]) + len(summary["skipped"]) == n
     assert summary["claimed"] == [] and summary["failed"] == []
     assert sorted(p.name for p in dst.iterdir()) == [f"p{i}.png" for i in range(n)]
+
+
+def test_a_long_output_name_gets_a_claim_the_filesystem_accepts(tmp_path: Path) -> None:
+    output = tmp_path / ("é" * 120 + ".png")  # 245 bytes: its claim name would pass 255
+    output.write_bytes(b"")  # the filesystem takes the output's own name
+    attempt = claim(output)
+    assert attempt.claim is not None and attempt.claim.path.exists()
+    assert claim(output).claim is None  # the same name again: one claim per output
+    assert claim(tmp_path / ("é" * 119 + "e.png")).claim is not None  # another output's

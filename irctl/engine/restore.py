@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
@@ -236,12 +237,8 @@ def run_jobs(
                 started = time.perf_counter()
                 try:
                     x = task.model_input(decoded.images)
-                    restored, used = with_backoff(
-                        lambda o, x=x, c=decoded.cond: model(x, c, o),
-                        options,
-                        x.shape[:2],
-                        retile,
-                    )
+                    run = partial(model, x, decoded.cond)
+                    restored, used = with_backoff(run, options, x.shape[:2], retile)
                     outputs = task.model_output(task.complete(restored, x), decoded.images)
                 except (RuntimeError, ValueError, MemoryError) as err:
                     fail(job, f"restore failed: {str(err).strip().splitlines()[0]}")
@@ -356,7 +353,8 @@ def restore_folder(
     )
     # Sharded once planned (the files of one job never straddle two ranks) and before looking
     # at what is done, so every rank shards the same list while the others write outputs.
-    # Claims (below) only decide which of two runs restores a job of the same shard.
+    # Every run shards alike; claims (run_jobs) then split a shard's jobs between the runs
+    # started on one --dst.
     plan = Plan(errors=shard(planned.errors, request.rank, request.world))
     degradation = restorer.preset.degradation
     for job in shard(planned.jobs, request.rank, request.world):

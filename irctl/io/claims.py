@@ -33,6 +33,7 @@ back), so two runs that both find a claim stale never both win it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -49,6 +50,7 @@ STALE_AFTER_S = 24 * 3600.0
 #: a claim whose content cannot be read counts as abandoned after this long (seconds)
 UNREADABLE_AFTER_S = 60.0
 _ATTEMPTS = 3
+_MAX_NAME_BYTES = 200  # leaves room for the temp names made from a claim's name
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,13 @@ class ClaimAttempt:
 
 
 def claim_path(output: Path) -> Path:
-    """The claim file of the job whose first output is ``output`` (hidden: never an input)."""
-    return output.with_name(f".{output.name}{CLAIM_SUFFIX}")
+    """The claim file of the job whose first output is ``output`` (hidden: never an input).
+    A name too long for the filesystem's 255 bytes is cut and made unique with its hash."""
+    name = f".{output.name}{CLAIM_SUFFIX}"
+    if len(os.fsencode(name)) > _MAX_NAME_BYTES:
+        digest = hashlib.sha256(os.fsencode(output.name)).hexdigest()[:16]
+        name = f".{os.fsdecode(os.fsencode(output.name)[:100])}~{digest}{CLAIM_SUFFIX}"
+    return output.with_name(name)
 
 
 def claim(output: Path) -> ClaimAttempt:
