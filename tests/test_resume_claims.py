@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 from irctl.cli.app import app
@@ -125,8 +128,6 @@ def test_output_problem_sees_truncation_in_every_format(tmp_path: Path, ext: str
 
 def test_expected_size_follows_the_task_scale_and_the_input_orientation(tmp_path: Path) -> None:
     """sr4 outputs are 4× their input; a JPEG turned by its EXIF orientation is read turned."""
-    from PIL import Image as PILImage
-
     src = tmp_path / "photo.jpg"
     exif = PILImage.Exif()
     exif[0x0112] = 6  # rotate 90°: the pixels are read as 30 wide, 20 tall
@@ -403,3 +404,35 @@ def test_a_long_output_name_gets_a_claim_the_filesystem_accepts(tmp_path: Path) 
     assert attempt.claim is not None and attempt.claim.path.exists()
     assert claim(output).claim is None  # the same name again: one claim per output
     assert claim(tmp_path / ("é" * 119 + "e.png")).claim is not None  # another output's
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_a_huge_output_is_verified_from_its_header_without_decoding(tmp_path: Path) -> None:
+    """A ×4 SR output of a 24-megapixel photo has 384 megapixels: Pillow's open would refuse
+    it as a decompression bomb, and decoding it to check it would take seconds."""
+    import struct
+    import zlib
+
+    png = tmp_path / "huge.png"
+    header = struct.pack(">IIBBBBB", 24000, 16000, 8, 2, 0, 0, 0)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    png.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))  # the pixels are never looked at
+        + _png_chunk(b"eXIf", exif.tobytes())  # after the pixels: still read
+        + _png_chunk(b"IEND", b"")
+    )
+    assert output_problem(png, (16000, 24000)) is None
+    jpeg = tmp_path / "huge.jpg"
+    PILImage.new("RGB", (48, 40)).save(jpeg)
+    data = bytearray(jpeg.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 16000, 24000)  # height, width
+    jpeg.write_bytes(bytes(data))
+    assert output_problem(jpeg, (24000, 16000)) is None
+    assert output_problem(jpeg, (48, 40)) == "output is 24000x16000, expected 48x40"

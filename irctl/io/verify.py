@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import tifffile
 from PIL import Image as PILImage
+from PIL import JpegImagePlugin
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -44,8 +46,10 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         head = handle.read(8)
     if head.startswith(_TIFF_MAGICS):
         return _tiff_size(path)
-    if head.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
-        return _pil_size(path)
+    if head.startswith(_PNG_MAGIC):
+        return _png_size(path)
+    if head.startswith(_JPEG_MAGIC):
+        return _jpeg_size(path)
     raise HeaderError("not a PNG, JPEG or TIFF file")
 
 
@@ -53,15 +57,43 @@ def _oriented(width: int, height: int, orientation: int) -> tuple[int, int]:
     return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
 
 
-def _pil_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """PNG and JPEG: Pillow parses the header (and EXIF) on open and decodes nothing more."""
+def _jpeg_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Pillow's JPEG plugin parses the markers up to the frame header (EXIF included) and
+    decodes nothing. Called directly rather than through ``Image.open``, whose decompression
+    bomb check would refuse the header of a large SR output (a ×4 24-megapixel photo)."""
     try:
-        with PILImage.open(path) as img:
+        with JpegImagePlugin.JpegImageFile(path) as img:
             width, height = img.size
             orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1))
     except Exception as err:  # Pillow raises many types for damaged headers
         raise HeaderError(f"unreadable header ({_one_line(err)})") from None
     return _oriented(width, height, orientation)
+
+
+def _png_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """IHDR's size, turned by an eXIf chunk's orientation wherever it lies (as irctl's reader
+    does); Pillow would decode the whole image to look for an eXIf after the pixels."""
+    width = height = None
+    orientation = 1
+    with open(path, "rb") as handle:
+        for kind, position, length in _png_chunks(handle, os.fstat(handle.fileno()).st_size):
+            handle.seek(position + 8)
+            if kind == b"IHDR" and length >= 8:
+                width, height = struct.unpack(">II", handle.read(8))
+            elif kind == b"eXIf":
+                orientation = _exif_orientation(handle.read(length))
+    if width is None or height is None:
+        raise HeaderError("unreadable header (no IHDR chunk)")
+    return _oriented(width, height, orientation)
+
+
+def _exif_orientation(block: bytes) -> int:
+    exif = PILImage.Exif()
+    try:
+        exif.load(block)
+        return int(exif.get(_EXIF_ORIENTATION, 1))
+    except Exception:  # malformed EXIF: the reader treats it as no rotation too
+        return 1
 
 
 def _tiff_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -110,17 +142,23 @@ def _structure_complete(path: str | os.PathLike[str], size: int) -> bool:
 
 
 def _png_complete(handle: BinaryIO, size: int) -> bool:
-    """Walk the chunk headers (seeking over the data): every chunk inside the file, up to IEND."""
+    """Every chunk lies inside the file, up to IEND."""
+    return any(kind == b"IEND" for kind, _position, _length in _png_chunks(handle, size))
+
+
+def _png_chunks(handle: BinaryIO, size: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, offset, data length) of each PNG chunk that lies wholly inside the file, up to
+    IEND; reads the chunk headers only, seeking over the data."""
     position = len(_PNG_MAGIC)
     while position + _PNG_CHUNK_OVERHEAD <= size:
         handle.seek(position)
         length, kind = struct.unpack(">I4s", handle.read(8))
-        position += _PNG_CHUNK_OVERHEAD + length
-        if position > size:
-            return False
+        if position + _PNG_CHUNK_OVERHEAD + length > size:
+            return
+        yield kind, position, length
         if kind == b"IEND":
-            return True
-    return False
+            return
+        position += _PNG_CHUNK_OVERHEAD + length
 
 
 def _tiff_complete(path: str | os.PathLike[str], size: int) -> bool:
