@@ -33,6 +33,7 @@ _EXIF_ORIENTATION = 0x0112
 _TIFF_ORIENTATION_TAG = 274
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF/TIFF codes that swap width and height
 _PNG_CHUNK_OVERHEAD = 12  # length, type, CRC
+_WALK_BUFFER = 1 << 20  # bytes read at once while walking a PNG's chunks
 
 
 class HeaderError(Exception):
@@ -75,7 +76,7 @@ def _png_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     does); Pillow would decode the whole image to look for an eXIf after the pixels."""
     width = height = None
     orientation = 1
-    with open(path, "rb") as handle:
+    with open(path, "rb", buffering=_WALK_BUFFER) as handle:
         for kind, position, length in _png_chunks(handle, os.fstat(handle.fileno()).st_size):
             handle.seek(position + 8)
             if kind == b"IHDR" and length >= 8:
@@ -129,7 +130,7 @@ def output_problem(path: str | os.PathLike[str], expected: tuple[int, int] | Non
 
 def _structure_complete(path: str | os.PathLike[str], size: int) -> bool:
     """True when the file's structure reaches its proper end (see the module docstring)."""
-    with open(path, "rb") as handle:
+    with open(path, "rb", buffering=_WALK_BUFFER) as handle:
         head = handle.read(8)
         if head.startswith(_PNG_MAGIC):
             return _png_complete(handle, size)
@@ -148,7 +149,9 @@ def _png_complete(handle: BinaryIO, size: int) -> bool:
 
 def _png_chunks(handle: BinaryIO, size: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, offset, data length) of each PNG chunk that lies wholly inside the file, up to
-    IEND; reads the chunk headers only, seeking over the data."""
+    IEND; reads the chunk headers only, seeking over the data. ``handle`` should be opened
+    with a large buffer: a seek inside it costs no system call, and a 96-megapixel PNG has
+    thousands of chunks."""
     position = len(_PNG_MAGIC)
     while position + _PNG_CHUNK_OVERHEAD <= size:
         handle.seek(position)
