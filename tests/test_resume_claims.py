@@ -436,3 +436,21 @@ def test_a_huge_output_is_verified_from_its_header_without_decoding(tmp_path: Pa
     jpeg.write_bytes(bytes(data))
     assert output_problem(jpeg, (24000, 16000)) is None
     assert output_problem(jpeg, (48, 40)) == "output is 24000x16000, expected 48x40"
+
+
+def test_a_claim_from_another_pid_namespace_is_judged_by_age(tmp_path: Path) -> None:
+    """A container with this host's name sees other pids: its claimant's pid cannot be looked
+    up here, so only age makes the claim stale."""
+    if claims._pid_namespace() is None:
+        pytest.skip("no /proc: pid namespaces are not known here")
+    now = time.time()
+    foreign = claims.ClaimInfo(
+        pid=_dead_pid(),
+        host=socket.gethostname(),
+        started=now,
+        proc_start=None,
+        token="t",
+        pid_namespace=claims._pid_namespace() + 1,
+    )
+    assert not foreign.is_stale(now)
+    assert foreign.is_stale(now + claims.STALE_AFTER_S + 60)

@@ -73,11 +73,11 @@ class JobClaims:
                 f"taking over {job.dst}: its claim ({attempt.holder.describe()}) was left by "
                 "a run that is gone"
             )
-        if self._recheck and unfinished(self._task, job, self._degradation) is None:
-            attempt.claim.release()
-            return False
         with self._lock:
             self._held[job.dst] = attempt.claim
+        if self._recheck and unfinished(self._task, job, self._degradation) is None:
+            self.release(job)
+            return False
         return True
 
     def release(self, job: Job) -> None:

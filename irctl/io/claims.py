@@ -13,9 +13,10 @@ seen half-written; where hard links are not supported, ``O_CREAT|O_EXCL`` is use
 
 Staleness — a claim left by a killed run is recovered by the next run that meets it:
 
-- same host: the pid is not running, or it is running but started at another time than the
-  claimant (a reused pid; the start tick from ``/proc`` where there is one);
-- another host (a shared filesystem): older than :data:`STALE_AFTER_S` (24 h), which no single
+- same host (and pid namespace): the pid is not running, or it is running but started at
+  another time than the claimant (a reused pid; the start tick from ``/proc`` where there is
+  one);
+- another host (a shared filesystem), or another container's pids: older than :data:`STALE_AFTER_S` (24 h), which no single
   job comes near; a killed run's claims on another machine are taken over by a run on that
   machine at once, or after 24 h by anyone (or delete ``.*.claim`` files by hand when no run
   is active);
@@ -62,6 +63,8 @@ class ClaimInfo:
     started: float  # wall-clock seconds since the epoch
     proc_start: int | None  # the process's start tick since boot (Linux), to tell pid reuse
     token: str
+    #: the pid namespace (Linux): containers sharing a host name see other pids
+    pid_namespace: int | None = None
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     def describe(self) -> str:
@@ -74,12 +77,20 @@ class ClaimInfo:
         """True when the run that made this claim cannot still be working on it."""
         if not self.pid:
             return now - self.started > UNREADABLE_AFTER_S
-        if self.host != socket.gethostname():
+        if not self._pids_visible():
             return now - self.started > STALE_AFTER_S
         if not _process_alive(self.pid):
             return True
         current = _process_start_tick(self.pid)
         return None not in (current, self.proc_start) and current != self.proc_start
+
+    def _pids_visible(self) -> bool:
+        """True when this process can look the claimant's pid up: same host, same pid
+        namespace (where both are known)."""
+        if self.host != socket.gethostname():
+            return False
+        ours = _pid_namespace()
+        return None in (ours, self.pid_namespace) or ours == self.pid_namespace
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,7 @@ def _content(token: str) -> bytes:
             "host": socket.gethostname(),
             "started": time.time(),
             "proc_start": _process_start_tick(os.getpid()),
+            "pid_namespace": _pid_namespace(),
             "token": token,
         }
     ).encode()
@@ -206,8 +218,9 @@ def _read(path: Path) -> ClaimInfo | None:
             pid=int(fields["pid"]),
             host=str(fields["host"]),
             started=float(fields["started"]),
-            proc_start=None if fields.get("proc_start") is None else int(fields["proc_start"]),
+            proc_start=_optional_int(fields.get("proc_start")),
             token=str(fields["token"]),
+            pid_namespace=_optional_int(fields.get("pid_namespace")),
             raw=raw,
         )
     except (ValueError, KeyError, TypeError):
@@ -234,6 +247,18 @@ def _break(path: Path, stale: ClaimInfo) -> bool:
         os.link(private, path)  # put the other run's claim back (unless a third has one)
     private.unlink(missing_ok=True)
     return False
+
+
+def _optional_int(value: int | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _pid_namespace() -> int | None:
+    """This process's pid namespace (the inode of ``/proc/self/ns/pid``); None without /proc."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
 
 
 def _process_start_tick(pid: int) -> int | None:
