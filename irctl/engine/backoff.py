@@ -13,6 +13,9 @@ image (irctl/engine/restore.py), so a retried image is exactly what a run starte
 
 The floor is :data:`MIN_TILE` pixels, and twice the overlap: a smaller tile spends most of each
 network call on overlap (the tiler also rounds tiles up to the network's padding multiple).
+An image that runs out of memory even there fails with its one line ("out of memory even with
+tile 64"), and the batch goes on with the tile it had: the tile was not what did not fit (the
+full-size sampler state or the whole-image conditioning was).
 """
 
 from __future__ import annotations
