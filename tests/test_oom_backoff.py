@@ -103,14 +103,18 @@ def test_out_of_memory_halves_the_tile_once_for_the_batch(
 def test_out_of_memory_at_the_floor_fails_the_image_with_one_line(
     tiny_weights: Path, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _fits_only(monkeypatch, 8, OUT_OF_MEMORY["cpu"])
+    """Nothing fits: each image tries the untiled size, then 64-pixel tiles, and fails with
+    its line; the second image starts again from the batch's own tile (untiled)."""
+    calls = _fits_only(monkeypatch, 8, OUT_OF_MEMORY["cpu"])
     dst = tmp_path / "dst"
     result = _restore("--weights", str(tiny_weights), "--src", str(src), "--dst", str(dst))
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2
     assert all("out of memory even with tile 64" in line for line in errors)
-    assert not dst.exists() or not any(dst.iterdir())
+    assert "warning:" not in result.stderr
+    assert [max(size) for size in calls] == [96, 64, 96, 64]
+    assert not dst.exists() or not any(p for p in dst.iterdir() if not p.is_dir())
 
 
 def test_other_errors_are_not_retried(
