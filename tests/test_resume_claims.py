@@ -454,3 +454,30 @@ def test_a_claim_from_another_pid_namespace_is_judged_by_age(tmp_path: Path) -> 
     )
     assert not foreign.is_stale(now)
     assert foreign.is_stale(now + claims.STALE_AFTER_S + 60)
+
+
+def test_a_released_claim_takes_the_folders_it_made_with_it(tmp_path: Path) -> None:
+    """A job that fails leaves no empty mirror folder; one that wrote its output keeps it."""
+    failed = claim(tmp_path / "dst" / "a" / "b" / "x.png")
+    assert failed.claim is not None and (tmp_path / "dst" / "a" / "b").is_dir()
+    done = claim(tmp_path / "dst" / "c" / "y.png")
+    assert done.claim is not None
+    (tmp_path / "dst" / "c" / "y.png").write_bytes(b"an output")
+    failed.claim.release()
+    done.claim.release()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "dst",
+        "dst/c",
+        "dst/c/y.png",
+    ]
+
+
+def test_a_failed_file_in_a_subfolder_leaves_no_folder_behind(
+    tiny_weights: Path, src_folder: Path, tmp_path: Path
+) -> None:
+    (src_folder / "sub").mkdir()
+    (src_folder / "sub" / "broken.png").write_bytes(b"not a PNG at all")
+    dst = tmp_path / "dst"
+    result = _restore("--weights", str(tiny_weights), "--src", str(src_folder), "--dst", str(dst))
+    assert result.exit_code == 1
+    assert sorted(p.name for p in dst.iterdir()) == ["img0.png", "img1.png", "img2.png"]

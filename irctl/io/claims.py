@@ -99,12 +99,20 @@ class Claim:
 
     path: Path
     token: str
+    #: the output folders this claim had to create, deepest first: removed again on release
+    #: while empty (a failed job leaves no empty mirror folder behind)
+    created: tuple[Path, ...] = ()
 
     def release(self) -> None:
         held = _read(self.path)
         if held is not None and held.token == self.token:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+        for folder in self.created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the job's outputs, or another job's claim or outputs
+                break
 
 
 @dataclass(frozen=True)
@@ -129,13 +137,18 @@ def claim_path(output: Path) -> Path:
 def claim(output: Path) -> ClaimAttempt:
     """Claim the job whose first output is ``output``, taking over a stale claim."""
     path = claim_path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_folders(path.parent)
     recovered: ClaimInfo | None = None
     holder: ClaimInfo | None = None
     for _ in range(_ATTEMPTS):
         token = secrets.token_hex(8)
-        if _create(path, _content(token)):
-            return ClaimAttempt(Claim(path, token), recovered)
+        try:
+            made = _create(path, _content(token))
+        except FileNotFoundError:  # another run removed the folder with its last claim there
+            created = _make_folders(path.parent)
+            continue
+        if made:
+            return ClaimAttempt(Claim(path, token, created), recovered)
         holder = _read(path)
         if holder is None:  # released between our try and our look: try again
             continue
@@ -144,6 +157,17 @@ def claim(output: Path) -> ClaimAttempt:
         if _break(path, holder):
             recovered = holder
     return ClaimAttempt(None, holder)
+
+
+def _make_folders(folder: Path) -> tuple[Path, ...]:
+    """Create ``folder`` and its missing parents; the ones that were missing, deepest first."""
+    missing = []
+    while not folder.is_dir() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+    return tuple(missing)
 
 
 def remove_stale_claims(directory: str | os.PathLike[str]) -> list[tuple[Path, ClaimInfo]]:
