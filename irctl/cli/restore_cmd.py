@@ -106,10 +106,11 @@ def restore(
 
     Outputs keep the input's format, bit depth (8/16-bit, float TIFF), alpha channel and
     grey/colour layout. Each output is written atomically, so an interrupted run can simply be
-    started again: finished images are skipped (use --overwrite to redo them). A file that
-    cannot be read or restored is reported on stderr in one line and the batch goes on; the exit
-    code is then 1. Under torchrun, the job list (a stereo pair is one job) is sharded by
-    RANK/WORLD_SIZE.
+    started again: finished images are skipped (use --overwrite to redo them); a truncated,
+    empty or wrong-sized output is redone, with a line. Runs started on one --dst at the same
+    time split the work (claim files beside the outputs). A file that cannot be read or
+    restored is reported on stderr in one line and the batch goes on; the exit code is then 1.
+    Under torchrun, the job list (a stereo pair is one job) is sharded by RANK/WORLD_SIZE.
     """
     from irctl.engine.models import UsageError
     from irctl.engine.restore import RestoreRequest, restore_folder
@@ -149,7 +150,8 @@ def restore(
     n_failed = len(outcome.failed)
     console.print(
         f"done: {len(summary.restored)} restored, {len(outcome.plan.skipped)} skipped, "
-        f"{n_failed} failed in {summary.seconds:.1f} s"
+        f"{len(summary.claimed)} claimed by another run, {n_failed} failed "
+        f"in {summary.seconds:.1f} s"
     )
     if json_out:
         typer.echo(
@@ -158,6 +160,7 @@ def restore(
                     "preset": outcome.preset,
                     "restored": [job.as_json() for job in summary.restored],
                     "skipped": [job.as_json() for job in outcome.plan.skipped],
+                    "claimed": [job.as_json() for job in summary.claimed],
                     "failed": [{"file": str(p), "reason": r} for p, r in outcome.failed],
                     "seconds": summary.seconds,
                     "megapixels": summary.megapixels,

@@ -7,7 +7,10 @@ writer threads write all of a job's outputs as one commit (irctl/io/outputs.py).
 Per job, everything that can go wrong (unreadable input, missing metadata, a model error, a
 failed write) is reported through ``on_error`` as one line naming the file and the reason, and
 the batch goes on. After a crash or SIGKILL a job's outputs are either all complete or not done;
-a rerun skips the finished jobs (unless ``overwrite``) and removes stale temp files.
+a rerun skips the finished jobs (unless ``overwrite``): each output verified, a truncated or
+wrong-sized one redone (irctl/engine/resume.py). It removes stale temp files and claims. Runs
+sharing one ``--dst`` split the work through claim files (irctl/io/claims.py). An image that
+runs out of memory is retried with half the tile (irctl/engine/backoff.py).
 
 :func:`restore_folder` is the whole of ``irctl restore`` short of parsing and printing: find the
 inputs, load the model, validate the options once, plan, shard, and run.
@@ -20,14 +23,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
 import numpy as np
 import torch
 
-from irctl.config import Preset, PresetError
+from irctl.config import DegradationConfig, Preset, PresetError
+from irctl.engine.backoff import Retile, with_backoff
 from irctl.engine.checkpoint import CheckpointError
 from irctl.engine.device import resolve_device
 from irctl.engine.models import (
@@ -37,9 +42,11 @@ from irctl.engine.models import (
     resolve_options,
     set_threads,
 )
+from irctl.engine.resume import JobClaims, unfinished
+from irctl.io.claims import remove_stale_claims
 from irctl.io.folders import discover, shard
 from irctl.io.images import Image, ImageReadError, write_image
-from irctl.io.outputs import all_done, remove_stale_output_partials, write_all_atomically
+from irctl.io.outputs import remove_stale_output_partials, write_all_atomically
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.tasks import DEFAULT_TASK, all_task_options, get_task
 from irctl.tasks.base import Conditioner, Job, OutputImage, Plan, Task, as_rgb, in_layout_of
@@ -52,6 +59,8 @@ R = TypeVar("R")
 class RestoreSummary:
     restored: list[Job] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    #: left to another run on the same --dst: it holds the job's claim, or finished it meanwhile
+    claimed: list[Job] = field(default_factory=list)
     seconds: float = 0.0
     megapixels: float = 0.0
 
@@ -134,6 +143,10 @@ class _Decoded:
     cond: Conditioning
 
 
+#: what a reader thread hands over for a job another run has claimed
+_CLAIMED = object()
+
+
 def run_jobs(
     restorer: Restorer,
     task: Task,
@@ -146,17 +159,33 @@ def run_jobs(
     on_done: Callable[[Job, float], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     conditioner: Conditioner | None = None,
+    claims: JobClaims | None = None,
+    on_info: Callable[[str], None] | None = None,
+    retile: Retile | None = None,
     readers: int = 2,
     writers: int = 2,
 ) -> RestoreSummary:
     """Restore every job; never raises for a per-job problem. ``conditioner`` gives each job's
-    task-specific inputs (bokeh: its lenses); it runs in the reader threads."""
+    task-specific inputs (bokeh: its lenses); it runs in the reader threads, and so does
+    claiming each job (``claims``: None when runs need not share the work). An image that runs
+    out of memory is retried with the tile halved (irctl/engine/backoff.py): ``retile`` makes
+    the options for a tile size (default: ``options`` with that tile); ``on_info`` gets the one
+    warning line."""
     summary = RestoreSummary()
     lock = threading.Lock()
     tic = time.perf_counter()
     condition_of = conditioner or (lambda _job: Conditioning())
+    release = claims.release if claims is not None else (lambda _job: None)
+    say = on_info or (lambda _message: None)
+    retile = retile or (lambda tile: replace(options, tiles=replace(options.tiles, tile=tile)))
 
-    def read(job: Job) -> _Decoded | str:
+    def read(job: Job) -> _Decoded | str | object:
+        if claims is not None:
+            try:
+                if not claims.acquire(job):
+                    return _CLAIMED
+            except OSError as err:  # e.g. a read-only --dst: the job could not be written either
+                return f"cannot claim {job.dst} for this run: {err.strerror or err}"
         images = task.read(job)
         if isinstance(images, str):
             return images
@@ -166,10 +195,11 @@ def run_jobs(
             return f"restore failed: {str(err).strip().splitlines()[0]}"
         return _Decoded(images, cond)
 
-    def fail(path: Path, reason: str) -> None:
+    def fail(job: Job, reason: str) -> None:
+        release(job)
         with lock:
-            summary.failed.append((path, reason))
-        on_error(path, reason)
+            summary.failed.append((job.src, reason))
+        on_error(job.src, reason)
 
     def write(job: Job, outputs: dict[str, OutputImage], megapixels: float, t0: float) -> None:
         writes = [(path, _writer(outputs[role])) for role, path in job.outputs.items()]
@@ -181,39 +211,55 @@ def run_jobs(
                 write_all_atomically(writes)
         except Exception as err:
             shown = " / ".join(str(path) for path, _ in writes)
-            fail(job.src, f"cannot write {shown}: {err}")
+            fail(job, f"cannot write {shown}: {err}")
             return
+        release(job)
         with lock:
             summary.restored.append(job)
             summary.megapixels += megapixels
         if on_done is not None:
             on_done(job, time.perf_counter() - t0)
 
-    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="irctl-write") as out_pool:
-        for job, decoded in read_ahead(jobs, readers, depth=readers + 1, read=read):
-            if isinstance(decoded, str):
-                fail(job.src, decoded)
-                continue
-            started = time.perf_counter()
-            try:
-                x = task.model_input(decoded.images)
-                restored = restore_array(
-                    restorer,
-                    x,
-                    options,
-                    seed=seed,
-                    device=device,
-                    callback=on_step,
-                    cond=decoded.cond,
-                )
-                outputs = task.model_output(task.complete(restored, x), decoded.images)
-            except (RuntimeError, ValueError, MemoryError) as err:  # e.g. out of memory
-                fail(job.src, f"restore failed: {str(err).strip().splitlines()[0]}")
-                continue
-            megapixels = task.megapixels(decoded.images)
-            out_pool.submit(write, job, outputs, megapixels, started)
+    def model(x: np.ndarray, cond: Conditioning, job_options: SampleOptions) -> np.ndarray:
+        return restore_array(
+            restorer, x, job_options, seed=seed, device=device, callback=on_step, cond=cond
+        )
+
+    try:
+        with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="irctl-write") as pool:
+            for job, decoded in read_ahead(jobs, readers, depth=readers + 1, read=read):
+                if decoded is _CLAIMED:
+                    summary.claimed.append(job)
+                    continue
+                if not isinstance(decoded, _Decoded):
+                    fail(job, str(decoded))
+                    continue
+                started = time.perf_counter()
+                try:
+                    x = task.model_input(decoded.images)
+                    run = partial(model, x, decoded.cond)
+                    restored, used = with_backoff(run, options, x.shape[:2], retile)
+                    outputs = task.model_output(task.complete(restored, x), decoded.images)
+                except (RuntimeError, ValueError, MemoryError) as err:
+                    fail(job, f"restore failed: {str(err).strip().splitlines()[0]}")
+                    continue
+                if used != options:
+                    say(_backoff_line(job, options, used))
+                    options = used
+                pool.submit(write, job, outputs, task.megapixels(decoded.images), started)
+    finally:
+        if claims is not None:
+            claims.release_all()
     summary.seconds = time.perf_counter() - tic
     return summary
+
+
+def _backoff_line(job: Job, before: SampleOptions, after: SampleOptions) -> str:
+    """The one warning line of an out-of-memory back-off."""
+    return (
+        f"warning: out of memory with tile {before.tiles.tile or 'off'} on {job.src}: "
+        f"restored with tile {after.tiles.tile}, kept for the rest of the batch"
+    )
 
 
 def _writer(output: OutputImage) -> Callable[[Path], None]:
@@ -286,14 +332,7 @@ def restore_folder(
             method=request.method,
         )
         task = get_task(restorer.preset.task)
-        options = resolve_options(
-            restorer,
-            sampler=request.sampler,
-            steps=request.steps,
-            tile=request.tile,
-            overlap=request.tile_overlap,
-            tile_batch=request.tile_batch,
-        )
+        options = _options_with_tile(restorer, request, request.tile)
         src_root = Path(request.src) if request.src != "-" and Path(request.src).is_dir() else None
         task_values = task_option_values(task, restorer.preset, request)
         conditioner = task.conditioner(restorer.preset, src_root, task_values)
@@ -302,6 +341,8 @@ def restore_folder(
     request.dst.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_output_partials(request.dst):
         reporter.info(f"removed an unfinished temp file from an interrupted run: {stale}")
+    for path, holder in remove_stale_claims(request.dst):
+        reporter.info(f"removed a claim left by a run that is gone ({holder.describe()}): {path}")
     planned = task.plan(
         files,
         request.dst,
@@ -312,10 +353,13 @@ def restore_folder(
     )
     # Sharded once planned (the files of one job never straddle two ranks) and before looking
     # at what is done, so every rank shards the same list while the others write outputs.
+    # Every run shards alike; claims (run_jobs) then split a shard's jobs between the runs
+    # started on one --dst.
     plan = Plan(errors=shard(planned.errors, request.rank, request.world))
+    degradation = restorer.preset.degradation
     for job in shard(planned.jobs, request.rank, request.world):
-        done = all_done(list(job.outputs.values())) and not request.overwrite
-        (plan.skipped if done else plan.jobs).append(job)
+        todo = request.overwrite or _to_redo(task, job, degradation, reporter)
+        (plan.jobs if todo else plan.skipped).append(job)
     for path, reason in plan.errors:
         reporter.error(path, reason)
     noun = task.noun
@@ -337,8 +381,38 @@ def restore_folder(
         on_error=reporter.error,
         on_done=reporter.done,
         on_step=reporter.step,
+        claims=JobClaims(task, degradation, recheck=not request.overwrite, on_info=reporter.info),
+        on_info=reporter.info,
+        retile=lambda tile: _options_with_tile(restorer, request, tile),
     )
     return RestoreOutcome(restorer.preset.name, plan, summary)
+
+
+def _options_with_tile(
+    restorer: Restorer, request: RestoreRequest, tile: int | None
+) -> SampleOptions:
+    """The run's options as ``request`` asks for them, with ``tile`` (None: the preset's): the
+    out-of-memory back-off resolves its smaller tiles here too, so they get the overlap a run
+    asking for that tile would."""
+    return resolve_options(
+        restorer,
+        sampler=request.sampler,
+        steps=request.steps,
+        tile=tile,
+        overlap=request.tile_overlap,
+        tile_batch=request.tile_batch,
+    )
+
+
+def _to_redo(
+    task: Task, job: Job, degradation: DegradationConfig, reporter: RestoreReporter
+) -> bool:
+    """True unless ``job`` is finished; an output that is there but not complete or not the
+    expected size is named on one line, with the reason it is redone."""
+    state = unfinished(task, job, degradation)
+    if state is not None and state.reason is not None:
+        reporter.info(f"redoing {state.path}: {state.reason}")
+    return state is not None
 
 
 def task_option_values(task: Task, preset: Preset, request: RestoreRequest) -> dict[str, Any]:

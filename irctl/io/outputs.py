@@ -43,7 +43,8 @@ def write_all_atomically(writes: Sequence[OutputWrite]) -> None:
 
     Temps left by a killed process are hidden files; :func:`remove_stale_output_partials`
     deletes them. Two writers must not write
-    the same outputs at the same time.
+    the same outputs at the same time: ``irctl restore`` claims each job first
+    (irctl/io/claims.py).
     """
     paths = [Path(path) for path, _ in writes]
     for i, first in enumerate(paths):

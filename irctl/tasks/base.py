@@ -23,6 +23,7 @@ from irctl.conditioning import Conditioning
 from irctl.config import DegradationConfig, Preset
 from irctl.io.folders import output_path
 from irctl.io.images import Image, ImageReadError, read_image
+from irctl.io.verify import HeaderError, image_size
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -251,6 +252,28 @@ class Task:
                 in_layout_of(restored, image), image.dtype, scaled_alpha(image.alpha, factor)
             )
         }
+
+    def output_scale(self, degradation: DegradationConfig) -> int:
+        """How many times larger than its input an output is (an SR task's scale; 1 here)."""
+        return 1
+
+    def output_sizes(
+        self, job: Job, degradation: DegradationConfig
+    ) -> dict[str, tuple[int, int] | None]:
+        """The (width, height) each output of ``job`` must have, read from the inputs' headers
+        (nothing decoded), so a resume can tell a complete output from a wrong one: an output's
+        same-named input (or the first input) × :meth:`output_scale`. None: unknown (the input
+        is unreadable), the output's size is then not checked."""
+        scale = self.output_scale(degradation)
+        sizes: dict[str, tuple[int, int] | None] = {}
+        for role in job.outputs:
+            try:
+                width, height = image_size(job.inputs.get(role, job.src))
+            except (HeaderError, OSError):
+                sizes[role] = None
+                continue
+            sizes[role] = (width * scale, height * scale)
+        return sizes
 
     def megapixels(self, images: dict[str, Image]) -> float:
         """Input megapixels restored (the images that have an output of their own)."""

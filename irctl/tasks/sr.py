@@ -28,6 +28,9 @@ class SRTask(Task):
     def patch_multiple(self, degradation: DegradationConfig) -> int:
         return self.scale
 
+    def output_scale(self, degradation: DegradationConfig) -> int:
+        return self.scale
+
     def input_row(self, degradation: DegradationConfig) -> tuple[str, Callable | None]:
         """The LR input upsampled with MATLAB's bicubic, comparable to the ground truth."""
         return f"bicubic ×{self.scale}", upscaled_input(self.scale)

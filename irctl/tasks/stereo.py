@@ -106,6 +106,10 @@ class StereoTask(Task):
     def patch_multiple(self, degradation: DegradationConfig) -> int:
         return degradation.scale
 
+    def output_scale(self, degradation: DegradationConfig) -> int:
+        """Each view comes out ``degradation.scale`` times larger (the stereo SR factor)."""
+        return degradation.scale
+
     def augment(self, crop: Tensor, flags: Tensor) -> Tensor:
         """Vertical flips and mirrors that swap the views: no transpose (irctl/data/datasets.py)."""
         from irctl.data.datasets import augment_stereo
