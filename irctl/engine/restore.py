@@ -38,7 +38,13 @@ from irctl.engine.models import (
     set_threads,
 )
 from irctl.io.folders import discover, shard
-from irctl.io.images import Image, ImageReadError, write_image
+from irctl.io.images import (
+    DEFAULT_MAX_PIXELS,
+    Image,
+    ImageReadError,
+    nonfinite_pixels,
+    write_image,
+)
 from irctl.io.outputs import all_done, remove_stale_output_partials, write_all_atomically
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.tasks import DEFAULT_TASK, all_task_options, get_task
@@ -148,16 +154,19 @@ def run_jobs(
     conditioner: Conditioner | None = None,
     readers: int = 2,
     writers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> RestoreSummary:
     """Restore every job; never raises for a per-job problem. ``conditioner`` gives each job's
-    task-specific inputs (bokeh: its lenses); it runs in the reader threads."""
+    task-specific inputs (bokeh: its lenses); it runs in the reader threads. ``max_pixels``:
+    the largest input image read (0: no limit), checked from the header before decoding. A
+    model output holding NaN or infinite values fails its job: it restores nothing."""
     summary = RestoreSummary()
     lock = threading.Lock()
     tic = time.perf_counter()
     condition_of = conditioner or (lambda _job: Conditioning())
 
     def read(job: Job) -> _Decoded | str:
-        images = task.read(job)
+        images = task.read(job, max_pixels=max_pixels)
         if isinstance(images, str):
             return images
         try:
@@ -206,6 +215,10 @@ def run_jobs(
                     callback=on_step,
                     cond=decoded.cond,
                 )
+                diverged = nonfinite_pixels(restored)
+                if diverged:
+                    fail(job.src, f"restore failed: {_nonfinite_reason(diverged, restored)}")
+                    continue
                 outputs = task.model_output(task.complete(restored, x), decoded.images)
             except (RuntimeError, ValueError, MemoryError) as err:  # e.g. out of memory
                 fail(job.src, f"restore failed: {str(err).strip().splitlines()[0]}")
@@ -216,9 +229,17 @@ def run_jobs(
     return summary
 
 
+def _nonfinite_reason(count: int, restored: np.ndarray) -> str:
+    total = restored.shape[0] * restored.shape[1]
+    return f"the model's output has {count} of {total} pixels NaN or infinite; nothing written"
+
+
 def _writer(output: OutputImage) -> Callable[[Path], None]:
-    """Writes ``output`` to the path it is given (atomically: irctl/io/images.py)."""
-    return lambda path: write_image(path, output.pixels, dtype=output.dtype, alpha=output.alpha)
+    """Writes ``output`` to the path it is given (atomically: irctl/io/images.py), with the
+    input's metadata."""
+    return lambda path: write_image(
+        path, output.pixels, dtype=output.dtype, alpha=output.alpha, meta=output.meta
+    )
 
 
 @dataclass(frozen=True)
@@ -243,6 +264,8 @@ class RestoreRequest:
     suffix: str = ""
     overwrite: bool = False
     recursive: bool = True
+    #: the largest input image read, width x height (0: no limit)
+    max_pixels: int = DEFAULT_MAX_PIXELS
     #: the task options (flag keyword → value; None = not given), e.g. src_lens for bokeh
     task_options: dict[str, Any] = field(default_factory=dict)
     rank: int = 0
@@ -337,6 +360,7 @@ def restore_folder(
         on_error=reporter.error,
         on_done=reporter.done,
         on_step=reporter.step,
+        max_pixels=request.max_pixels,
     )
     return RestoreOutcome(restorer.preset.name, plan, summary)
 
