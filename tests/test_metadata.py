@@ -134,20 +134,40 @@ def test_a_rotated_photo_is_written_upright_with_orientation_1(tmp_path: Path, s
     assert (dims[0xA002], dims[0xA003]) == (40, 48)  # the size written, not the camera's
 
 
-def test_deep_grey_alpha_and_float_outputs_carry_the_metadata(tmp_path: Path) -> None:
+def test_deep_alpha_and_float_outputs_carry_the_metadata(tmp_path: Path) -> None:
     meta = read_image(_photo(tmp_path / "p.png")).meta
-    pixels = np.random.default_rng(3).random((40, 48, 1)).astype(np.float32)
+    pixels = np.random.default_rng(3).random((40, 48, 3)).astype(np.float32)
     alpha = np.full((40, 48), 40000, np.uint16)
-    write_image(tmp_path / "ga.png", pixels, dtype=np.uint16, alpha=alpha, meta=meta)
+    write_image(tmp_path / "deep.png", pixels, dtype=np.uint16, alpha=alpha, meta=meta)
     write_image(tmp_path / "f.tif", pixels * 3, dtype=np.float32, meta=meta)
-    for name in ("ga.png", "f.tif"):
+    for name in ("deep.png", "f.tif"):
         back = read_image(tmp_path / name)
         assert back.meta.icc == SRGB and back.meta.dpi == (300.0, 300.0)
         assert back.meta.exif is not None and DATE.encode() in back.meta.exif
-    grey_alpha = read_image(tmp_path / "ga.png")
-    assert grey_alpha.dtype == np.uint16 and grey_alpha.channels == 1
-    np.testing.assert_array_equal(grey_alpha.alpha, alpha)
+    deep = read_image(tmp_path / "deep.png")
+    assert deep.dtype == np.uint16 and deep.channels == 3
+    np.testing.assert_array_equal(deep.alpha, alpha)
     assert read_image(tmp_path / "f.tif").pixels.max() > 1.0  # float range untouched
+
+
+def test_a_profile_of_another_colour_space_is_not_written(tmp_path: Path) -> None:
+    """A CMYK JPEG is decoded to RGB: its CMYK profile would make viewers misread the colours.
+    A grey output cannot carry an RGB profile either; date and DPI stay in both cases."""
+    cmyk_profile = SRGB[:16] + b"CMYK" + SRGB[20:]
+    source = tmp_path / "cmyk.jpg"
+    PILImage.new("CMYK", (16, 12), (10, 80, 160, 20)).save(
+        source, icc_profile=cmyk_profile, dpi=(300, 300), exif=_camera_exif()
+    )
+    image = read_image(source)
+    assert image.meta.icc == cmyk_profile and image.channels == 3
+    write_image(tmp_path / "rgb.png", image.pixels, dtype=np.uint8, meta=image.meta)
+    grey = image.pixels.mean(axis=2, keepdims=True)
+    rgb_meta = ImageMeta(icc=SRGB, exif=image.meta.exif, dpi=image.meta.dpi)
+    write_image(tmp_path / "grey.png", grey, dtype=np.uint8, meta=rgb_meta)
+    for name in ("rgb.png", "grey.png"):
+        view = _pillow_view(tmp_path / name)
+        assert view["icc"] is None
+        assert view["dpi"] == (300, 300) and view["date"] == DATE
 
 
 def test_an_upscaled_output_keeps_its_print_size() -> None:

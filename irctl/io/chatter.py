@@ -31,8 +31,9 @@ import threading
 import warnings
 from collections.abc import Iterator
 
-#: Loggers of the decoding libraries whose records are chatter about the file being decoded.
-_LIBRARY_LOGGERS = ("tifffile", "PIL")
+#: Loggers of the image libraries whose records are chatter about the file at hand (Pillow
+#: warns through :mod:`warnings`; its loggers only say DEBUG things).
+_LIBRARY_LOGGERS = ("tifffile",)
 #: How a line on fd 2 written by a decoding library starts; other lines are someone else's.
 _C_LIBRARY_PREFIXES = ("libpng ", "libpng:", "[ WARN:", "[ERROR:")
 

@@ -34,6 +34,7 @@ from irctl.io.metadata import (
     png_dpi,
     png_icc,
     png_metadata_chunks,
+    profile_fits,
     tiff_descriptive_options,
     tiff_dpi,
     tiff_exif,
@@ -54,6 +55,9 @@ _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and B
 _PNG_GREY_ALPHA = 4  # PNG IHDR colour type for grey + alpha
 _EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
+#: A JPEG segment holds 65533 bytes: an EXIF block from a TIFF or PNG larger than that (maker
+#: notes, thumbnails) cannot go into a JPEG output and is left out of it.
+_JPEG_MAX_EXIF = 65533 - len(b"Exif\x00\x00")
 _MAX_REASON_CHARS = 300
 
 _UINT8 = np.dtype(np.uint8)
@@ -637,21 +641,24 @@ def write_image(
     colour, alpha = _check_write_arrays(pixels, alpha)
     _check_finite_output(colour, alpha)
     out_dtype = _check_sample_type(dtype)
-    meta = _meta_for_size(meta or ImageMeta(), colour.shape[1], colour.shape[0])
-    if suffix in _PNG_SUFFIXES:
-        data = _encode_png(colour, alpha, _UINT16 if out_dtype == _FLOAT32 else out_dtype)
-        data = _with_png_chunks(data, png_metadata_chunks(meta))
-    elif suffix in _JPEG_SUFFIXES:
-        data = _encode_jpeg(colour, meta)
-    else:
-        data = _encode_tiff(colour, alpha, out_dtype, meta)
+    meta = _meta_for_pixels(meta or ImageMeta(), colour)
+    with python_chatter():  # tifffile's and Pillow's remarks are no line of the batch's
+        if suffix in _PNG_SUFFIXES:
+            data = _encode_png(colour, alpha, _UINT16 if out_dtype == _FLOAT32 else out_dtype)
+            data = _with_png_chunks(data, png_metadata_chunks(meta))
+        elif suffix in _JPEG_SUFFIXES:
+            data = _encode_jpeg(colour, meta)
+        else:
+            data = _encode_tiff(colour, alpha, out_dtype, meta)
     _atomic_write_bytes(destination, data)
 
 
-def _meta_for_size(meta: ImageMeta, width: int, height: int) -> ImageMeta:
-    if meta.exif is None:
-        return meta
-    return replace(meta, exif=exif_for_size(meta.exif, width, height))
+def _meta_for_pixels(meta: ImageMeta, colour: np.ndarray) -> ImageMeta:
+    """``meta`` as the written pixels make it true: EXIF pixel dimensions of this size, and no
+    ICC profile of another colour space than theirs."""
+    height, width, channels = colour.shape
+    icc = meta.icc if profile_fits(meta.icc, channels) else None
+    return replace(meta, icc=icc, exif=exif_for_size(meta.exif, width, height))
 
 
 def _check_write_arrays(
@@ -744,7 +751,7 @@ def _encode_jpeg(colour: np.ndarray, meta: ImageMeta) -> bytes:
     extra: dict[str, object] = {}
     if meta.icc:
         extra["icc_profile"] = meta.icc
-    if meta.exif:
+    if meta.exif and len(meta.exif) <= _JPEG_MAX_EXIF:
         extra["exif"] = b"Exif\x00\x00" + meta.exif
     if meta.dpi is not None:
         extra["dpi"] = meta.dpi

@@ -76,6 +76,18 @@ class ImageMeta:
         return replace(self, dpi=(self.dpi[0] * factor, self.dpi[1] * factor))
 
 
+def profile_fits(icc: bytes | None, channels: int) -> bool:
+    """Whether an ICC profile describes pixels of ``channels`` colour channels: an RGB profile
+    for colour, a grey one for grey. A CMYK JPEG is decoded to RGB, so its CMYK profile would
+    make viewers misread the restored colours; such a profile is not written."""
+    if not icc or len(icc) < 20:
+        return False
+    return _ICC_SPACES.get(bytes(icc[16:20])) == channels
+
+
+_ICC_SPACES = {b"RGB ": 3, b"GRAY": 1}
+
+
 # --------------------------------------------------------------------------- EXIF blocks
 
 
