@@ -212,3 +212,28 @@ def test_files_without_metadata_get_none(tmp_path: Path) -> None:
     assert read_image(tmp_path / "plain.png").meta == ImageMeta()
     with PILImage.open(tmp_path / "plain.png") as img:
         assert "icc_profile" not in img.info and "dpi" not in img.info
+
+
+@pytest.mark.parametrize("first, second", [(".tif", ".jpg"), (".png", ".tif"), (".tif", ".tif")])
+def test_gps_and_interoperability_directories_survive_a_tiff_round_trip(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    """TIFF outputs get the EXIF and GPS sub-directories appended (tifffile cannot write
+    them); the EXIF directory's own interoperability directory must move with it."""
+    exif = PILImage.Exif()
+    exif[0x0132] = DATE
+    exif[EXIF_IFD] = {ORIGINAL: DATE, 0xA005: {1: "R98"}}
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.5)}
+    start = tmp_path / "start.jpg"
+    PILImage.new("RGB", (8, 6), (40, 90, 200)).save(start, exif=exif.tobytes())
+    image = read_image(start)
+    for step, suffix in enumerate((first, second)):
+        path = tmp_path / f"step{step}{suffix}"
+        write_image(path, image.pixels, dtype=np.uint8, meta=image.meta)
+        image = read_image(path)
+    with PILImage.open(path) as img:
+        back = img.getexif()
+        assert back.get_ifd(EXIF_IFD)[ORIGINAL] == DATE
+        assert back.get_ifd(0xA005) == {1: "R98"}
+        assert back.get_ifd(0x8825)[1] == "N"
+        assert tuple(float(v) for v in back.get_ifd(0x8825)[2]) == (52.0, 31.0, 12.5)

@@ -154,6 +154,25 @@ def exif_tags(exif: bytes | None) -> PILImage.Exif | None:
     return parsed
 
 
+def sub_directory(exif: PILImage.Exif, tag: int) -> dict[int, object]:
+    """The EXIF or GPS sub-directory as tag → value, its own sub-directory (EXIF's
+    interoperability one) resolved into a dict too: an offset into the old block would point
+    at nothing once the directory is written elsewhere."""
+    if tag not in exif:
+        return {}
+    directory = dict(exif.get_ifd(tag))
+    if tag == EXIF_IFD and _INTEROP_IFD in directory:
+        interop = exif.get_ifd(_INTEROP_IFD)
+        if interop:
+            directory[_INTEROP_IFD] = dict(interop)
+        else:
+            del directory[_INTEROP_IFD]
+    return directory
+
+
+_INTEROP_IFD = 0xA005
+
+
 def tiff_exif(tiff_data: bytes) -> bytes | None:
     """The EXIF block of a TIFF file: its descriptive first-directory tags and its EXIF and GPS
     sub-directories (None when it has none). Orientation is left out: the pixels are upright.
@@ -170,9 +189,9 @@ def tiff_exif(tiff_data: bytes) -> bytes | None:
             if tag in source:
                 gathered[tag] = source[tag]
         for tag in (EXIF_IFD, GPS_IFD):
-            directory = source.get_ifd(tag) if tag in source else {}
+            directory = sub_directory(source, tag)
             if directory:
-                gathered[tag] = dict(directory)
+                gathered[tag] = directory
         if not len(gathered):
             return None
         return gathered.tobytes()[len(b"Exif\x00\x00") :]
@@ -275,7 +294,7 @@ def tiff_with_exif(tiff: bytes, exif: bytes | None) -> bytes:
     order = _TIFF_HEADERS.get(tiff[:4])
     if parsed is None or order is None:
         return tiff
-    directories = {tag: parsed.get_ifd(tag) for tag in (EXIF_IFD, GPS_IFD) if tag in parsed}
+    directories = {tag: sub_directory(parsed, tag) for tag in (EXIF_IFD, GPS_IFD)}
     directories = {tag: values for tag, values in directories.items() if values}
     if not directories:
         return tiff
