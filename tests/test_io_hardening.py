@@ -443,3 +443,25 @@ def test_fuzzed_files_give_one_human_line_each_and_nothing_else_on_stderr(tmp_pa
     raw = ("<_io.", "index out of range", "truth value", "Traceback", "<tifffile", "libpng")
     for failure in summary["failed"]:
         assert not any(text in failure["reason"] for text in raw), failure
+
+
+def test_python_chatter_collects_this_threads_warnings_and_records_only(recwarn) -> None:
+    """Inside the block this thread's warnings and tifffile's records are collected, not shown;
+    a warning another thread raises meanwhile is passed on as usual, not taken."""
+    import logging
+    import warnings
+
+    from irctl.io.chatter import python_chatter
+
+    def other_thread() -> None:
+        warnings.warn("from another thread", UserWarning, stacklevel=1)
+
+    warnings.simplefilter("always")
+    with python_chatter() as said:
+        warnings.warn("Corrupt EXIF data", UserWarning, stacklevel=1)
+        logging.getLogger("tifffile").warning("<tifffile.TiffPage 0 @8> missing data")
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+    assert said == ["Corrupt EXIF data", "<tifffile.TiffPage 0 @8> missing data"]
+    assert [str(w.message) for w in recwarn] == ["from another thread"]
