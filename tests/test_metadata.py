@@ -237,3 +237,16 @@ def test_gps_and_interoperability_directories_survive_a_tiff_round_trip(
         assert back.get_ifd(0xA005) == {1: "R98"}
         assert back.get_ifd(0x8825)[1] == "N"
         assert tuple(float(v) for v in back.get_ifd(0x8825)[2]) == (52.0, 31.0, 12.5)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_metadata_that_cannot_be_stored_never_costs_the_image(tmp_path: Path, suffix: str):
+    """An EXIF block whose EXIF pointer leads nowhere and an absurd DPI are left out; the
+    restored pixels are written all the same."""
+    dangling = b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHII", EXIF_IFD, 4, 1, 9999)
+    meta = ImageMeta(icc=SRGB, exif=dangling + b"\x00" * 4, dpi=(1e12, 0.0))
+    path = tmp_path / f"out{suffix}"
+    write_image(path, np.full((6, 8, 3), 0.5, np.float32), dtype=np.uint8, meta=meta)
+    back = read_image(path)
+    assert back.pixels.shape == (6, 8, 3) and back.meta.icc == SRGB
+    assert back.meta.dpi in (None, (72.0, 72.0))  # Pillow's JFIF header says 72 by default

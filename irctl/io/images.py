@@ -17,7 +17,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -31,6 +31,7 @@ from irctl.io.metadata import (
     ImageMeta,
     exif_for_size,
     exif_upright,
+    plausible_dpi,
     png_dpi,
     png_icc,
     png_metadata_chunks,
@@ -496,7 +497,7 @@ def _jpeg_meta(info: dict) -> ImageMeta:
     if isinstance(exif, bytes) and exif.startswith(b"Exif\x00\x00"):
         exif = exif[6:]
     dpi = info.get("dpi")
-    dpi = (float(dpi[0]), float(dpi[1])) if dpi and min(dpi) > 0 else None
+    dpi = plausible_dpi(float(dpi[0]), float(dpi[1])) if dpi and len(dpi) == 2 else None
     icc = info.get("icc_profile") or None
     return ImageMeta(icc=icc, exif=exif_upright(exif) if exif else None, dpi=dpi)
 
@@ -654,11 +655,13 @@ def write_image(
 
 
 def _meta_for_pixels(meta: ImageMeta, colour: np.ndarray) -> ImageMeta:
-    """``meta`` as the written pixels make it true: EXIF pixel dimensions of this size, and no
-    ICC profile of another colour space than theirs."""
+    """``meta`` as the written pixels make it true and the formats can store it: EXIF pixel
+    dimensions of this size, no ICC profile of another colour space than theirs, no DPI that
+    is zero or absurd."""
     height, width, channels = colour.shape
     icc = meta.icc if profile_fits(meta.icc, channels) else None
-    return replace(meta, icc=icc, exif=exif_for_size(meta.exif, width, height))
+    dpi = plausible_dpi(*meta.dpi) if meta.dpi is not None else None
+    return ImageMeta(icc=icc, exif=exif_for_size(meta.exif, width, height), dpi=dpi)
 
 
 def _check_write_arrays(

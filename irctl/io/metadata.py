@@ -23,6 +23,7 @@ them), see :func:`tiff_with_exif`.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass, replace
@@ -222,7 +223,18 @@ def png_dpi(body: bytes) -> tuple[float, float] | None:
     x, y = struct.unpack(">II", body[:8])
     # pHYs counts per metre: 300 DPI is stored as 11811, read back as 299.9994; two decimals
     # are within what the chunk can tell apart (1 per metre is 0.0254 DPI)
-    return (round(x * _INCH_PER_METRE, 2), round(y * _INCH_PER_METRE, 2))
+    return plausible_dpi(round(x * _INCH_PER_METRE, 2), round(y * _INCH_PER_METRE, 2))
+
+
+def plausible_dpi(x: float, y: float) -> tuple[float, float] | None:
+    """(x, y) when both are resolutions a writer can store again (finite, above 0, below a
+    million per inch), else None: a zero or absurd value is no print size to keep."""
+    if all(math.isfinite(value) and 0 < value < _MAX_DPI for value in (x, y)):
+        return (float(x), float(y))
+    return None
+
+
+_MAX_DPI = 1e6
 
 
 def png_metadata_chunks(meta: ImageMeta) -> list[tuple[bytes, bytes]]:
@@ -248,7 +260,7 @@ def tiff_dpi(tags: dict[int, object]) -> tuple[float, float] | None:
     x, y = tags.get(282), tags.get(283)
     if per_inch is None or not (_is_rational(x) and _is_rational(y)):
         return None
-    return (x[0] / x[1] * per_inch, y[0] / y[1] * per_inch)
+    return plausible_dpi(x[0] / x[1] * per_inch, y[0] / y[1] * per_inch)
 
 
 def _is_rational(value: object) -> bool:
@@ -287,9 +299,17 @@ def tiff_with_exif(tiff: bytes, exif: bytes | None) -> bytes:
 
     The first directory is copied to the end of the file with the pointer entries added (its
     out-of-line values stay where they are), the sub-directories are appended after it, and the
-    header points at the new copy. Returns ``tiff`` unchanged when there is nothing to add or it
-    is not a classic TIFF (BigTIFF, for outputs over 4 GB).
+    header points at the new copy. Returns ``tiff`` unchanged when there is nothing to add, it
+    is not a classic TIFF (BigTIFF, for outputs over 4 GB), or the directories cannot be
+    written (damaged values): a restored image is not worth losing over its EXIF.
     """
+    try:
+        return _append_exif_directories(tiff, exif)
+    except Exception:
+        return tiff
+
+
+def _append_exif_directories(tiff: bytes, exif: bytes | None) -> bytes:
     parsed = exif_tags(exif)
     order = _TIFF_HEADERS.get(tiff[:4])
     if parsed is None or order is None:
