@@ -18,6 +18,10 @@ Two mechanisms, because the chatter takes two routes:
   so this redirects fd 2 to a temporary file under a process-wide lock (one such block at a time)
   and, afterwards, writes back every line that is not library chatter: whatever another thread
   printed meanwhile (a progress line, another file's error) is delayed by the decode, never lost.
+  The price is that PNG decoding (libpng is the C library that prints) runs one file at a
+  time across reader threads; decoding is a small part of a restore, and libpng also prints
+  warnings about good files (``iCCP: known incorrect sRGB profile``) that would otherwise
+  reach the user as lines naming no file.
 """
 
 from __future__ import annotations
