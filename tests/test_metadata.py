@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import ExifTags, ImageCms
 from PIL import Image as PILImage
-from PIL import ImageCms
 from typer.testing import CliRunner
 
 from irctl.cli.app import app
@@ -250,3 +250,20 @@ def test_metadata_that_cannot_be_stored_never_costs_the_image(tmp_path: Path, su
     back = read_image(path)
     assert back.pixels.shape == (6, 8, 3) and back.meta.icc == SRGB
     assert back.meta.dpi in (None, (72.0, 72.0))  # Pillow's JFIF header says 72 by default
+
+
+def test_the_embedded_thumbnail_of_the_unrestored_photo_is_unlinked() -> None:
+    raw = bytearray(_camera_exif(orientation=6)[6:])
+    (count,) = struct.unpack_from(">H", raw, 8)  # Pillow writes big-endian, IFD0 at 8
+    next_at = 8 + 2 + 12 * count
+    thumbnail_at = len(raw)
+    raw += struct.pack(">HHHIHHI", 1, 0x0103, 3, 1, 6, 0, 0)  # IFD1: Compression = JPEG
+    struct.pack_into(">I", raw, next_at, thumbnail_at)
+    before = PILImage.Exif()
+    before.load(bytes(raw))
+    assert before.get_ifd(ExifTags.IFD.IFD1) == {0x0103: 6}
+    upright = exif_upright(bytes(raw))
+    after = PILImage.Exif()
+    after.load(upright)
+    assert after.get_ifd(ExifTags.IFD.IFD1) == {}
+    assert after[0x0112] == 1 and after[0x0132] == DATE

@@ -8,12 +8,15 @@ hold the three, so an output in another format (``--ext``) keeps them too.
 
 EXIF is kept as the raw block (the TIFF-structured bytes of a PNG ``eXIf`` chunk, a JPEG APP1
 segment without its ``Exif\\0\\0`` prefix) and patched in place, so every tag the camera wrote
-stays byte for byte as it was, maker notes included, except two that would now be false:
+stays byte for byte as it was, maker notes included, except what would now be false:
 
 * Orientation (0x0112) becomes 1: the reader turns the pixels upright (irctl/io/images.py), so
   keeping the camera's value would make viewers rotate the restored photo a second time.
 * PixelXDimension/PixelYDimension (0xA002/0xA003), when present, become the written size (an
   upscaling model's output, or a photo turned upright, has another size).
+* The embedded thumbnail (the second directory) is unlinked: it is a small copy of the photo
+  *before* restoration, in the camera's orientation, and file browsers show it in place of the
+  restored image.
 
 A TIFF input has no EXIF block: its descriptive tags (date, camera, artist, …) and its EXIF and
 GPS sub-directories are gathered into one with Pillow. Writing a TIFF puts the descriptive tags
@@ -93,10 +96,11 @@ _ICC_SPACES = {b"RGB ": 3, b"GRAY": 1}
 
 
 def exif_upright(exif: bytes | None) -> bytes | None:
-    """``exif`` with its orientation 1 (the pixels are stored upright); None stays None."""
+    """``exif`` with its orientation 1 (the pixels are stored upright) and no thumbnail (it
+    shows the unrestored photo); None stays None."""
     if exif is None:
         return None
-    return _patch_exif(exif, {_ORIENTATION: 1}, {})
+    return _patch_exif(exif, {_ORIENTATION: 1}, {}, drop_thumbnail=True)
 
 
 def exif_for_size(exif: bytes | None, width: int, height: int) -> bytes | None:
@@ -106,9 +110,12 @@ def exif_for_size(exif: bytes | None, width: int, height: int) -> bytes | None:
     return _patch_exif(exif, {}, {_PIXEL_X: width, _PIXEL_Y: height})
 
 
-def _patch_exif(exif: bytes, first: dict[int, int], sub: dict[int, int]) -> bytes:
+def _patch_exif(
+    exif: bytes, first: dict[int, int], sub: dict[int, int], *, drop_thumbnail: bool = False
+) -> bytes:
     """Overwrite single integer values in place: ``first`` in the first directory, ``sub`` in
-    the EXIF sub-directory. A malformed block is returned as it was (readers ignore it too)."""
+    the EXIF sub-directory; with ``drop_thumbnail`` also end the directory chain after the
+    first. A malformed block is returned as it was (readers ignore it too)."""
     order = _TIFF_HEADERS.get(exif[:4])
     if order is None or len(exif) < 8:
         return exif
@@ -118,6 +125,9 @@ def _patch_exif(exif: bytes, first: dict[int, int], sub: dict[int, int]) -> byte
         pointer = _patch_ifd(patched, order, ifd0, first)
         if sub and pointer is not None:
             _patch_ifd(patched, order, pointer, sub)
+        if drop_thumbnail:
+            (count,) = struct.unpack_from(order + "H", patched, ifd0)
+            struct.pack_into(order + "I", patched, ifd0 + 2 + 12 * count, 0)
     except (struct.error, IndexError):
         return exif
     return bytes(patched)
