@@ -529,16 +529,16 @@ def _decode_tiff(data: bytes, max_pixels: int) -> _Decoded:
                 raise _DecodeError(f"unsupported channel layout ({page.samplesperpixel} channels)")
             array = _tiff_page_samples(page)
             tags = {tag.code: tag.value for tag in page.tags.values()}
+            orientation = int(tags.get(274, 1))
     except _DecodeError:
         raise
     except MemoryError:
         raise
     except Exception as err:  # tifffile fails in many ways on damaged files; say what it means
         raise _DecodeError(f"truncated or corrupt TIFF data ({_tiff_failure(err)})") from None
-    orientation = tags.get(274, 1)
     meta = ImageMeta(icc=_icc_tag(tags.get(34675)), exif=tiff_exif(data), dpi=tiff_dpi(tags))
     array = _normalise_tiff_dtype(array)
-    return _Decoded(_apply_orientation(array, int(orientation)), False, meta)
+    return _Decoded(_apply_orientation(array, orientation), False, meta)
 
 
 def _tiff_failure(err: Exception) -> str:
