@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, stderr_console
+from irctl.io.images import DEFAULT_MAX_PIXELS
 from irctl.methods import METHODS
 from irctl.tasks import DEFAULT_TASK, TASKS, all_task_options
 
@@ -85,6 +86,13 @@ def restore(
     recursive: bool = typer.Option(
         True, "--recursive/--no-recursive", help="Descend into sub-folders of --src."
     ),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        min=0,
+        help="Largest input image (width x height) to read; a larger one is refused from its "
+        "header, before decoding (0 = no limit).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     **task_options: object,
 ) -> None:
@@ -135,6 +143,7 @@ def restore(
         suffix=suffix,
         overwrite=overwrite,
         recursive=recursive,
+        max_pixels=max_pixels,
         task_options=dict(task_options),
         rank=int(os.environ.get("RANK", 0)),
         world=int(os.environ.get("WORLD_SIZE", 1)),

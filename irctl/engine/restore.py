@@ -45,7 +45,13 @@ from irctl.engine.models import (
 from irctl.engine.resume import JobClaims, unfinished
 from irctl.io.claims import remove_stale_claims
 from irctl.io.folders import discover, shard
-from irctl.io.images import Image, ImageReadError, write_image
+from irctl.io.images import (
+    DEFAULT_MAX_PIXELS,
+    Image,
+    ImageReadError,
+    nonfinite_pixels,
+    write_image,
+)
 from irctl.io.outputs import remove_stale_output_partials, write_all_atomically
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
 from irctl.tasks import DEFAULT_TASK, all_task_options, get_task
@@ -164,13 +170,16 @@ def run_jobs(
     retile: Retile | None = None,
     readers: int = 2,
     writers: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> RestoreSummary:
     """Restore every job; never raises for a per-job problem. ``conditioner`` gives each job's
     task-specific inputs (bokeh: its lenses); it runs in the reader threads, and so does
     claiming each job (``claims``: None when runs need not share the work). An image that runs
     out of memory is retried with the tile halved (irctl/engine/backoff.py): ``retile`` makes
     the options for a tile size (default: ``options`` with that tile); ``on_info`` gets the one
-    warning line."""
+    warning line. ``max_pixels``: the largest input image read (0: no limit), checked from the
+    header before decoding. A model output holding NaN or infinite values fails its job: it
+    restores nothing."""
     summary = RestoreSummary()
     lock = threading.Lock()
     tic = time.perf_counter()
@@ -186,7 +195,7 @@ def run_jobs(
                     return _CLAIMED
             except OSError as err:  # e.g. a read-only --dst: the job could not be written either
                 return f"cannot claim {job.dst} for this run: {err.strerror or err}"
-        images = task.read(job)
+        images = task.read(job, max_pixels=max_pixels)
         if isinstance(images, str):
             return images
         try:
@@ -239,13 +248,17 @@ def run_jobs(
                     x = task.model_input(decoded.images)
                     run = partial(model, x, decoded.cond)
                     restored, used = with_backoff(run, options, x.shape[:2], retile)
+                    if used != options:
+                        say(_backoff_line(job, options, used))
+                        options = used
+                    diverged = nonfinite_pixels(restored)
+                    if diverged:
+                        fail(job, f"restore failed: {_nonfinite_reason(diverged, restored)}")
+                        continue
                     outputs = task.model_output(task.complete(restored, x), decoded.images)
                 except (RuntimeError, ValueError, MemoryError) as err:
                     fail(job, f"restore failed: {str(err).strip().splitlines()[0]}")
                     continue
-                if used != options:
-                    say(_backoff_line(job, options, used))
-                    options = used
                 pool.submit(write, job, outputs, task.megapixels(decoded.images), started)
     finally:
         if claims is not None:
@@ -262,9 +275,17 @@ def _backoff_line(job: Job, before: SampleOptions, after: SampleOptions) -> str:
     )
 
 
+def _nonfinite_reason(count: int, restored: np.ndarray) -> str:
+    total = restored.shape[0] * restored.shape[1]
+    return f"the model's output has {count} of {total} pixels NaN or infinite; nothing written"
+
+
 def _writer(output: OutputImage) -> Callable[[Path], None]:
-    """Writes ``output`` to the path it is given (atomically: irctl/io/images.py)."""
-    return lambda path: write_image(path, output.pixels, dtype=output.dtype, alpha=output.alpha)
+    """Writes ``output`` to the path it is given (atomically: irctl/io/images.py), with the
+    input's metadata."""
+    return lambda path: write_image(
+        path, output.pixels, dtype=output.dtype, alpha=output.alpha, meta=output.meta
+    )
 
 
 @dataclass(frozen=True)
@@ -289,6 +310,8 @@ class RestoreRequest:
     suffix: str = ""
     overwrite: bool = False
     recursive: bool = True
+    #: the largest input image read, width x height (0: no limit)
+    max_pixels: int = DEFAULT_MAX_PIXELS
     #: the task options (flag keyword → value; None = not given), e.g. src_lens for bokeh
     task_options: dict[str, Any] = field(default_factory=dict)
     rank: int = 0
@@ -384,6 +407,7 @@ def restore_folder(
         claims=JobClaims(task, degradation, recheck=not request.overwrite, on_info=reporter.info),
         on_info=reporter.info,
         retile=lambda tile: _options_with_tile(restorer, request, tile),
+        max_pixels=request.max_pixels,
     )
     return RestoreOutcome(restorer.preset.name, plan, summary)
 

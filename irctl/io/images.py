@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import stat
 import struct
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,22 @@ import numpy as np
 import tifffile
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
+
+from irctl.io.chatter import c_stderr_chatter, python_chatter
+from irctl.io.metadata import (
+    ImageMeta,
+    exif_for_size,
+    exif_upright,
+    plausible_dpi,
+    png_dpi,
+    png_icc,
+    png_metadata_chunks,
+    profile_fits,
+    tiff_descriptive_options,
+    tiff_dpi,
+    tiff_exif,
+    tiff_with_exif,
+)
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 PARTIAL_SUFFIX = ".partial"
@@ -39,12 +56,31 @@ _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and B
 _PNG_GREY_ALPHA = 4  # PNG IHDR colour type for grey + alpha
 _EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
+#: A JPEG segment holds 65533 bytes: an EXIF block from a TIFF or PNG larger than that (maker
+#: notes, thumbnails) cannot go into a JPEG output and is left out of it.
+_JPEG_MAX_EXIF = 65533 - len(b"Exif\x00\x00")
 _MAX_REASON_CHARS = 300
 
 _UINT8 = np.dtype(np.uint8)
 _UINT16 = np.dtype(np.uint16)
 _FLOAT32 = np.dtype(np.float32)
 _SAMPLE_TYPES = (_UINT8, _UINT16, _FLOAT32)
+_MAX_CHANNELS = 4  # grey, grey + alpha, RGB, RGBA
+
+#: The largest image (width x height) read by default; 0 means no limit.
+#:
+#: Why 200 million: it is above every single-shot camera sold (Phase One's 151 MP, Fujifilm's
+#: 102 MP) and eight times the 6000x4000 photos the latent models are for, so no real photo is
+#: refused; and it bounds what one file may cost before anything is decoded: 2.4 GB as float32
+#: RGB, twice that with the model's output, where a 1 MB PNG declaring 20000x20000 (a
+#: decompression bomb, 400 million pixels) would otherwise take 5 GB to decode and more than
+#: 14 GB to restore. Panoramas beyond it are restored with ``--max-pixels 0``.
+DEFAULT_MAX_PIXELS = 200_000_000
+
+# irctl checks every header against its own limit before any decoder runs; Pillow's fixed
+# limit (89 million pixels: a warning on stderr, twice that: an error) would refuse JPEGs the
+# user allowed with --max-pixels and print lines that name no file.
+PILImage.MAX_IMAGE_PIXELS = None
 
 
 class ImageReadError(Exception):
@@ -75,11 +111,13 @@ class Image:
     (uint8 /255, uint16 /65535) and float TIFF values are kept as stored, not clipped.
     ``alpha`` is the stored alpha channel (HxW, original dtype) or None, and ``dtype`` is
     the file's sample type (uint8, uint16 or float32) so the output can match the input.
+    ``meta`` is the file's ICC profile, EXIF and DPI, for the output (irctl/io/metadata.py).
     """
 
     pixels: np.ndarray
     alpha: np.ndarray | None
     dtype: np.dtype
+    meta: ImageMeta = field(default_factory=ImageMeta)
 
     @property
     def height(self) -> int:
@@ -193,30 +231,108 @@ def _exif_orientation(exif_bytes: bytes) -> int:
 # --------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | os.PathLike[str]) -> Image:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     """Read a PNG, JPEG or TIFF file into an :class:`Image`.
 
     The format is chosen from the file's content (a PNG named .jpg still reads) but the
-    suffix must be a supported one. Every failure raises :class:`ImageReadError`.
+    suffix must be a supported one. An image larger than ``max_pixels`` (width x height, 0: no
+    limit) is refused from its header, before anything is decoded; float samples that are not
+    finite are refused after decoding, since a model spreads one NaN over the whole output.
+    Every failure raises :class:`ImageReadError`, whose one line also carries what the
+    decoding library said (irctl/io/chatter.py).
     """
     data = _read_bytes(path)
-    if data.startswith(_PNG_MAGIC):
-        decode: Callable[[bytes], tuple[np.ndarray, bool]] = _decode_png
-    elif data.startswith(_JPEG_MAGIC):
-        decode = _decode_jpeg
-    elif data.startswith(_TIFF_MAGICS):
-        decode = _decode_tiff
-    else:
-        raise ImageReadError(path, "not a JPEG/PNG/TIFF image (unrecognised content)")
-    try:
-        array, grey_alpha = decode(data)
-    except _DecodeError as err:
-        raise ImageReadError(path, str(err)) from None
-    return _split_channels(path, array, grey_alpha=grey_alpha)
+    decode = _decoder_for(path, data)
+    with python_chatter() as said:
+        try:
+            decoded = decode(data, max_pixels)
+        except _DecodeError as err:
+            raise ImageReadError(path, _with_chatter(str(err), said)) from None
+        except MemoryError:
+            raise ImageReadError(path, "not enough memory to decode it") from None
+    image = _split_channels(path, decoded.array, grey_alpha=decoded.grey_alpha)
+    image.meta = decoded.meta
+    _check_finite(path, image)
+    return image
 
 
 class _DecodeError(Exception):
     """Internal: a decoder's reason, turned into ImageReadError with the path attached."""
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A decoder's result: HxW or HxWxK samples (RGB order, upright), whether K=4 is an
+    expanded grey + alpha, and the file's metadata."""
+
+    array: np.ndarray
+    grey_alpha: bool
+    meta: ImageMeta
+
+
+def _decoder_for(path: str | os.PathLike[str], data: bytes) -> Callable[[bytes, int], _Decoded]:
+    if data.startswith(_PNG_MAGIC):
+        return _decode_png
+    if data.startswith(_JPEG_MAGIC):
+        return _decode_jpeg
+    if data.startswith(_TIFF_MAGICS):
+        return _decode_tiff
+    raise ImageReadError(path, "not a JPEG/PNG/TIFF image (unrecognised content)")
+
+
+def _with_chatter(reason: str, said: list[str]) -> str:
+    """The reason, followed by the first thing the library said that it does not already
+    hold."""
+    for message in map(_library_message, said):
+        if message and message not in reason:
+            return f"{reason}; {message}"
+    return reason
+
+
+def _library_message(message: str) -> str:
+    """A library's message without the object reprs and exception wrappers tifffile puts
+    around it (``<TiffTag.fromfile> raised TiffFileError('<tifffile.TiffTag 769 @82> invalid
+    data type 256')`` is ``invalid data type 256``)."""
+    message = _OBJECT_REPR.sub("", message)
+    message = _EXCEPTION_WRAPPER.sub(r"\1", message)
+    message = _RAISED.sub("", " ".join(message.split()))
+    return message.strip(" :")
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]*>")
+_EXCEPTION_WRAPPER = re.compile(r"\b\w+(?:Error|Warning|Exception)\(['\"](.*)['\"]\)")
+_RAISED = re.compile(r"^\s*raised\s+")
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image larger than the limit, from the size its header declares."""
+    if max_pixels and width * height > max_pixels:
+        raise _DecodeError(
+            f"image is {width}x{height} ({width * height / 1e6:.1f} megapixels), over the "
+            f"pixel limit of {max_pixels / 1e6:g} megapixels"
+        )
+
+
+def _check_finite(path: str | os.PathLike[str], image: Image) -> None:
+    """Refuse NaN and infinite samples (float TIFFs): a model smears them over every pixel it
+    touches, so the output would be all NaN yet counted as restored."""
+    if image.dtype != _FLOAT32 and (image.alpha is None or image.alpha.dtype.kind != "f"):
+        return
+    bad = nonfinite_pixels(image.pixels, image.alpha)
+    if bad:
+        total = image.width * image.height
+        raise ImageReadError(
+            path, f"{bad} of {total} pixels are not finite (NaN or infinite float values)"
+        )
+
+
+def nonfinite_pixels(pixels: np.ndarray, alpha: np.ndarray | None = None) -> int:
+    """How many pixels (HxW positions) hold a NaN or infinite value in colour or alpha."""
+    colour = np.asarray(pixels)
+    bad = ~np.isfinite(colour) if colour.ndim == 2 else ~np.isfinite(colour).all(axis=-1)
+    if alpha is not None and np.asarray(alpha).dtype.kind == "f":
+        bad = bad | ~np.isfinite(np.asarray(alpha).reshape(bad.shape))
+    return int(np.count_nonzero(bad))
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -251,6 +367,8 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 def _split_channels(path: str | os.PathLike[str], array: np.ndarray, *, grey_alpha: bool) -> Image:
     """Turn an HxW or HxWxK (RGB order) array into colour + alpha."""
+    if array.ndim not in (2, 3):
+        raise ImageReadError(path, f"unsupported image layout ({array.ndim}-dimensional samples)")
     if array.ndim == 2:
         array = array[:, :, None]
     count = array.shape[2]
@@ -258,7 +376,7 @@ def _split_channels(path: str | os.PathLike[str], array: np.ndarray, *, grey_alp
         array = array[:, :, [0, 3]]
         count = 2
     if count not in (1, 2, 3, 4):
-        raise ImageReadError(path, f"unsupported number of channels ({count})")
+        raise ImageReadError(path, f"unsupported channel layout ({count} channels)")
     colour_count = 1 if count <= 2 else 3
     alpha = None
     if count in (2, 4):
@@ -267,62 +385,121 @@ def _split_channels(path: str | os.PathLike[str], array: np.ndarray, *, grey_alp
     return Image(pixels=pixels, alpha=alpha, dtype=np.dtype(array.dtype))
 
 
-def _decode_png(data: bytes) -> tuple[np.ndarray, bool]:
-    """Decode PNG with OpenCV (16-bit colour support), after checking the chunk structure.
+@dataclass(frozen=True)
+class _PngInfo:
+    """What the chunk walk found: the header's size and colour type, and the metadata."""
+
+    width: int
+    height: int
+    colour_type: int
+    exif: bytes | None
+    icc: bytes | None
+    dpi: tuple[float, float] | None
+
+
+def _decode_png(data: bytes, max_pixels: int) -> _Decoded:
+    """Decode PNG with OpenCV (16-bit colour support), after checking the chunk structure and
+    the size in IHDR.
 
     OpenCV returns partial images or None for damaged files without saying why, so the
-    chunk walk (lengths, CRCs, IEND) is what detects truncation and corruption.
+    chunk walk (lengths, CRCs, IEND) is what detects truncation and corruption; what libpng
+    prints about the rest (damaged compressed data) becomes the reason.
     """
-    colour_type, exif = _walk_png_chunks(data)
-    array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    info = _walk_png_chunks(data)
+    _check_size(info.width, info.height, max_pixels)
+    with c_stderr_chatter() as libpng_said:
+        try:
+            array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            array = None
     if array is None:
-        raise _DecodeError("corrupt PNG data (decoder failed)")
+        raise _DecodeError(_png_failure(libpng_said))
     if array.ndim == 3 and array.shape[2] == 3:
         array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     elif array.ndim == 3 and array.shape[2] == 4:
         array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
-    if exif is not None:
-        array = _apply_orientation(array, _exif_orientation(exif))
-    return array, colour_type == _PNG_GREY_ALPHA
+    if info.exif is not None:
+        array = _apply_orientation(array, _exif_orientation(info.exif))
+    meta = ImageMeta(icc=info.icc, exif=exif_upright(info.exif), dpi=info.dpi)
+    return _Decoded(array, info.colour_type == _PNG_GREY_ALPHA, meta)
 
 
-def _walk_png_chunks(data: bytes) -> tuple[int, bytes | None]:
-    """Validate every chunk up to IEND; return (IHDR colour type, eXIf payload or None)."""
+def _png_failure(libpng_said: list[str]) -> str:
+    """A reason for a PNG the decoder refused, from libpng's last word on it."""
+    errors = [line for line in libpng_said if line.startswith("libpng error")]
+    said = (errors or libpng_said or [""])[-1].split(":", 1)[-1].strip()
+    if "not enough image data" in said.lower():
+        return "truncated PNG image data (the image data ends early)"
+    if said:
+        return f"corrupt PNG image data ({said})"
+    return "corrupt PNG image data (the decoder gave up)"
+
+
+def _walk_png_chunks(data: bytes) -> _PngInfo:
+    """Validate every chunk up to IEND; collect IHDR's fields and the metadata chunks."""
     position = len(_PNG_MAGIC)
+    width = height = 0
     colour_type = -1
-    exif = None
+    found: dict[bytes, bytes] = {}
     while True:
         if position + 8 > len(data):
-            raise _DecodeError("truncated or corrupt PNG data (missing IEND)")
+            raise _DecodeError(
+                "truncated or corrupt PNG data (the file ends before its last chunk)"
+            )
         length, kind = struct.unpack(">I4s", data[position : position + 8])
         end = position + 8 + length + 4
         if end > len(data):
-            raise _DecodeError("truncated or corrupt PNG data")
+            raise _DecodeError("truncated or corrupt PNG data (the file ends inside a chunk)")
         body = data[position + 8 : end - 4]
         (crc,) = struct.unpack(">I", data[end - 4 : end])
         if zlib.crc32(kind + body) != crc:
-            raise _DecodeError(f"truncated or corrupt PNG data (bad CRC in {kind!r} chunk)")
+            raise _DecodeError(
+                f"truncated or corrupt PNG data (bad checksum in the {_chunk_name(kind)} chunk)"
+            )
         if kind == b"IHDR" and length >= 10:
+            width, height = struct.unpack(">II", body[:8])
             colour_type = body[9]
-        elif kind == b"eXIf":
-            exif = body
+        elif kind in (b"eXIf", b"iCCP", b"pHYs"):
+            found.setdefault(kind, body)
         elif kind == b"IEND":
-            return colour_type, exif
+            break
         position = end
+    icc = png_icc(found[b"iCCP"]) if b"iCCP" in found else None
+    dpi = png_dpi(found[b"pHYs"]) if b"pHYs" in found else None
+    return _PngInfo(width, height, colour_type, found.get(b"eXIf"), icc, dpi)
 
 
-def _decode_jpeg(data: bytes) -> tuple[np.ndarray, bool]:
-    """Decode JPEG with PIL, which raises on truncated data (LOAD_TRUNCATED_IMAGES off)."""
+def _chunk_name(kind: bytes) -> str:
+    """A chunk type as text, or 'damaged' when the bytes are not a chunk name."""
+    return kind.decode("ascii") if kind.isalpha() else "damaged"
+
+
+def _decode_jpeg(data: bytes, max_pixels: int) -> _Decoded:
+    """Decode JPEG with PIL, which raises on truncated data (LOAD_TRUNCATED_IMAGES off); the
+    size is checked once the header is parsed, before the pixels are decoded."""
     try:
         with PILImage.open(io.BytesIO(data)) as img:
+            _check_size(img.width, img.height, max_pixels)
             img.load()
             orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1))
             array = _pil_to_array(img)
-    except PILImage.DecompressionBombError as err:
-        raise _DecodeError(f"image too large ({err})") from None
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as err:
+            meta = _jpeg_meta(img.info)
+    except UnidentifiedImageError:
+        raise _DecodeError("corrupt JPEG (no image header Pillow can read)") from None
+    except (OSError, SyntaxError, ValueError) as err:
         raise _DecodeError(f"truncated or corrupt JPEG data ({err})") from None
-    return _apply_orientation(array, orientation), False
+    return _Decoded(_apply_orientation(array, orientation), False, meta)
+
+
+def _jpeg_meta(info: dict) -> ImageMeta:
+    """ICC profile, EXIF (without its ``Exif\\0\\0`` prefix) and DPI from Pillow's info."""
+    exif = info.get("exif")
+    if isinstance(exif, bytes) and exif.startswith(b"Exif\x00\x00"):
+        exif = exif[6:]
+    dpi = info.get("dpi")
+    dpi = plausible_dpi(float(dpi[0]), float(dpi[1])) if dpi and len(dpi) == 2 else None
+    icc = info.get("icc_profile") or None
+    return ImageMeta(icc=icc, exif=exif_upright(exif) if exif else None, dpi=dpi)
 
 
 def _pil_to_array(img: PILImage.Image) -> np.ndarray:
@@ -337,19 +514,63 @@ def _pil_to_array(img: PILImage.Image) -> np.ndarray:
     return np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
 
 
-def _decode_tiff(data: bytes) -> tuple[np.ndarray, bool]:
-    """Decode the first page of a TIFF; a 4th sample (or 2nd of grey) is alpha."""
+def _decode_tiff(data: bytes, max_pixels: int) -> _Decoded:
+    """Decode a single-image TIFF; a 4th sample (or 2nd of grey) is alpha.
+
+    The page count, size and samples per pixel are checked from the directory before any
+    pixel data is read. A file with several full-size pages is refused rather than cut to
+    its first: one input file is one output file, and dropping pages would lose data.
+    """
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages[0]
+            page = _single_page(tif)
+            _check_size(int(page.imagewidth), int(page.imagelength), max_pixels)
+            if page.samplesperpixel > _MAX_CHANNELS:
+                raise _DecodeError(f"unsupported channel layout ({page.samplesperpixel} channels)")
             array = _tiff_page_samples(page)
-            orientation_tag = page.tags.get(274)
-            orientation = int(orientation_tag.value) if orientation_tag is not None else 1
+            tags = {tag.code: tag.value for tag in page.tags.values()}
+            orientation = int(tags.get(274, 1))
     except _DecodeError:
         raise
-    except Exception as err:  # tifffile raises many types for damaged files
-        raise _DecodeError(f"truncated or corrupt TIFF data ({err})") from None
-    return _apply_orientation(_normalise_tiff_dtype(array), orientation), False
+    except MemoryError:
+        raise
+    except Exception as err:  # tifffile fails in many ways on damaged files; say what it means
+        raise _DecodeError(f"truncated or corrupt TIFF data ({_tiff_failure(err)})") from None
+    meta = ImageMeta(icc=_icc_tag(tags.get(34675)), exif=tiff_exif(data), dpi=tiff_dpi(tags))
+    array = _normalise_tiff_dtype(array)
+    return _Decoded(_apply_orientation(array, orientation), False, meta)
+
+
+def _tiff_failure(err: Exception) -> str:
+    """What a tifffile exception means for the user: its own message when it wrote one for
+    people (TiffFileError), else what went wrong in words (never numpy's or Python's text)."""
+    if isinstance(err, tifffile.TiffFileError):
+        return _library_message(str(err))
+    if str(err).startswith("failed to read"):
+        return "the file ends before its image data"
+    return "tifffile cannot make sense of its structure"
+
+
+def _single_page(tif: tifffile.TiffFile) -> tifffile.TiffPage:
+    """The TIFF's one image; reduced-resolution pages (thumbnails, previews) do not count."""
+    pages = tif.pages
+    if len(pages) == 0:
+        raise _DecodeError("TIFF file holds no image (no readable page)")
+    if len(pages) > 1:
+        full = [page for page in pages if not int(getattr(page, "subfiletype", 0)) & 1]
+        if len(full) > 1:
+            raise _DecodeError(
+                f"multi-page TIFF ({len(full)} pages): irctl restores one image per file; "
+                "split the pages into separate files first"
+            )
+    page = pages[0]
+    if not isinstance(page, tifffile.TiffPage):
+        page = page.aspage()
+    return page
+
+
+def _icc_tag(value: object) -> bytes | None:
+    return bytes(value) if isinstance(value, bytes | bytearray) and value else None
 
 
 def _tiff_page_samples(page: tifffile.TiffPage) -> np.ndarray:
@@ -366,7 +587,7 @@ def _tiff_page_samples(page: tifffile.TiffPage) -> np.ndarray:
     if axes == "SYX":
         array = np.moveaxis(array, 0, -1)
     elif axes not in ("YX", "YXS"):
-        raise _DecodeError(f"unsupported TIFF layout (axes {axes})")
+        raise _DecodeError(f"unsupported TIFF layout (axes {axes or 'none'})")
     if photometric == tifffile.PHOTOMETRIC.PALETTE and array.ndim == 2:
         array = _expand_palette(array, page.colormap)
     return array
@@ -401,6 +622,7 @@ def write_image(
     *,
     dtype: np.dtype | type | str,
     alpha: np.ndarray | None = None,
+    meta: ImageMeta | None = None,
 ) -> None:
     """Write float pixels (HxW or HxWxC, C in 1/3) atomically in the format of the suffix.
 
@@ -409,20 +631,37 @@ def write_image(
     would skip as done. Format limits: PNG cannot hold float, so float32 is written as
     uint16; JPEG is 8-bit only and has no alpha, so it is written as uint8 and alpha is
     dropped. ``alpha`` is written back unchanged, converted exactly if its dtype differs.
+    ``meta`` (ICC profile, EXIF, DPI) is stored in every format; its EXIF pixel dimensions
+    are set to the size written. NaN or infinite values are refused (ValueError, nothing
+    written): they would pass for a restored image while holding none.
     """
     destination = Path(path)
     suffix = destination.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise ValueError(f"{destination}: cannot write {suffix or 'files without a suffix'}")
     colour, alpha = _check_write_arrays(pixels, alpha)
+    _check_finite_output(colour, alpha)
     out_dtype = _check_sample_type(dtype)
-    if suffix in _PNG_SUFFIXES:
-        data = _encode_png(colour, alpha, _UINT16 if out_dtype == _FLOAT32 else out_dtype)
-    elif suffix in _JPEG_SUFFIXES:
-        data = _encode_jpeg(colour)
-    else:
-        data = _encode_tiff(colour, alpha, out_dtype)
+    meta = _meta_for_pixels(meta or ImageMeta(), colour)
+    with python_chatter():  # tifffile's and Pillow's remarks are no line of the batch's
+        if suffix in _PNG_SUFFIXES:
+            data = _encode_png(colour, alpha, _UINT16 if out_dtype == _FLOAT32 else out_dtype)
+            data = _with_png_chunks(data, png_metadata_chunks(meta))
+        elif suffix in _JPEG_SUFFIXES:
+            data = _encode_jpeg(colour, meta)
+        else:
+            data = _encode_tiff(colour, alpha, out_dtype, meta)
     _atomic_write_bytes(destination, data)
+
+
+def _meta_for_pixels(meta: ImageMeta, colour: np.ndarray) -> ImageMeta:
+    """``meta`` as the written pixels make it true and the formats can store it: EXIF pixel
+    dimensions of this size, no ICC profile of another colour space than theirs, no DPI that
+    is zero or absurd."""
+    height, width, channels = colour.shape
+    icc = meta.icc if profile_fits(meta.icc, channels) else None
+    dpi = plausible_dpi(*meta.dpi) if meta.dpi is not None else None
+    return ImageMeta(icc=icc, exif=exif_for_size(meta.exif, width, height), dpi=dpi)
 
 
 def _check_write_arrays(
@@ -441,6 +680,13 @@ def _check_write_arrays(
     if alpha.shape != colour.shape[:2]:
         raise ValueError(f"alpha shape {alpha.shape} does not match pixels {colour.shape[:2]}")
     return colour, alpha
+
+
+def _check_finite_output(colour: np.ndarray, alpha: np.ndarray | None) -> None:
+    if colour.dtype.kind == "f" or (alpha is not None and alpha.dtype.kind == "f"):
+        bad = nonfinite_pixels(colour, alpha)
+        if bad:
+            raise ValueError(f"{bad} pixels are NaN or infinite; nothing written")
 
 
 def _stack(colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
@@ -490,16 +736,36 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _encode_jpeg(colour: np.ndarray) -> bytes:
+def _with_png_chunks(png: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """``png`` with ``chunks`` inserted right after IHDR (where iCCP, pHYs and eXIf belong:
+    before any image data)."""
+    if not chunks:
+        return png
+    (length,) = struct.unpack(">I", png[len(_PNG_MAGIC) : len(_PNG_MAGIC) + 4])
+    after_header = len(_PNG_MAGIC) + 8 + length + 4
+    added = b"".join(_png_chunk(kind, body) for kind, body in chunks)
+    return png[:after_header] + added + png[after_header:]
+
+
+def _encode_jpeg(colour: np.ndarray, meta: ImageMeta) -> bytes:
     samples = to_dtype(colour, _UINT8)
     image = PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
     buffer = io.BytesIO()
+    extra: dict[str, object] = {}
+    if meta.icc:
+        extra["icc_profile"] = meta.icc
+    if meta.exif and len(meta.exif) <= _JPEG_MAX_EXIF:
+        extra["exif"] = b"Exif\x00\x00" + meta.exif
+    if meta.dpi is not None:
+        extra["dpi"] = meta.dpi
     # 4:4:4 chroma: restored detail should not be thrown away by subsampling
-    image.save(buffer, format="JPEG", quality=_JPEG_QUALITY, subsampling=0)
+    image.save(buffer, format="JPEG", quality=_JPEG_QUALITY, subsampling=0, **extra)
     return buffer.getvalue()
 
 
-def _encode_tiff(colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) -> bytes:
+def _encode_tiff(
+    colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype, meta: ImageMeta
+) -> bytes:
     samples = _stack(colour, alpha, dtype)
     photometric = "rgb" if colour.shape[2] == 3 else "minisblack"
     options: dict[str, object] = {"photometric": photometric, "metadata": None}
@@ -507,9 +773,22 @@ def _encode_tiff(colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) 
         options.update(extrasamples=["unassalpha"], planarconfig="contig")
     elif samples.shape[2] == 1:
         samples = samples[:, :, 0]
+    options.update(_tiff_meta_options(meta))
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, samples, **options)
-    return buffer.getvalue()
+    return tiff_with_exif(buffer.getvalue(), meta.exif)
+
+
+def _tiff_meta_options(meta: ImageMeta) -> dict[str, object]:
+    """tifffile.imwrite options storing ``meta``: profile, resolution in inches, and the EXIF
+    tags that live in a TIFF's own directory (the sub-directories are added afterwards)."""
+    options: dict[str, object] = {}
+    if meta.icc:
+        options["iccprofile"] = meta.icc
+    if meta.dpi is not None:
+        options.update(resolution=meta.dpi, resolutionunit=tifffile.RESUNIT.INCH)
+    options.update(tiff_descriptive_options(meta.exif))
+    return options
 
 
 def _partial_name(name: str) -> str:

@@ -22,7 +22,8 @@ import numpy as np
 from irctl.conditioning import Conditioning
 from irctl.config import DegradationConfig, Preset
 from irctl.io.folders import output_path
-from irctl.io.images import Image, ImageReadError, read_image
+from irctl.io.images import DEFAULT_MAX_PIXELS, Image, ImageReadError, read_image
+from irctl.io.metadata import ImageMeta
 from irctl.io.verify import HeaderError, image_size
 
 if TYPE_CHECKING:
@@ -92,12 +93,14 @@ class Plan:
 
 @dataclass(frozen=True)
 class OutputImage:
-    """One file to write: float pixels in the layout and range to store, its sample type, and
-    an alpha channel carried over from the input (or None)."""
+    """One file to write: float pixels in the layout and range to store, its sample type, an
+    alpha channel carried over from the input (or None), and the input's metadata (ICC
+    profile, EXIF, DPI) so the restored file is still the same photo."""
 
     pixels: np.ndarray
     dtype: np.dtype
     alpha: np.ndarray | None
+    meta: ImageMeta = field(default_factory=ImageMeta)
 
 
 @dataclass(frozen=True)
@@ -211,12 +214,14 @@ class Task:
                 plan.jobs.append(Job({IMAGE: src}, {IMAGE: target}))
         return plan
 
-    def read(self, job: Job) -> dict[str, Image] | str:
-        """Every input of the job decoded, or the one-line reason it cannot be restored."""
+    def read(self, job: Job, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Image] | str:
+        """Every input of the job decoded, or the one-line reason it cannot be restored.
+        ``max_pixels``: the largest image to decode (0: no limit), checked from each file's
+        header before decoding (irctl/io/images.py)."""
         images = {}
         for role, path in job.inputs.items():
             try:
-                images[role] = read_image(path)
+                images[role] = read_image(path, max_pixels=max_pixels)
             except ImageReadError as err:
                 return err.reason if path == job.src else f"{role} {path}: {err.reason}"
         return images
@@ -249,7 +254,10 @@ class Task:
         factor = restored.shape[0] // image.height
         return {
             IMAGE: OutputImage(
-                in_layout_of(restored, image), image.dtype, scaled_alpha(image.alpha, factor)
+                in_layout_of(restored, image),
+                image.dtype,
+                scaled_alpha(image.alpha, factor),
+                image.meta.scaled(factor),
             )
         }
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from irctl.config import DegradationConfig, Preset
 from irctl.data.masks import holes_from_mask, masked_input
-from irctl.io.images import SUPPORTED_SUFFIXES, Image
+from irctl.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Image
 from irctl.tasks.base import IMAGE, Conditioner, Job, Plan, Task, TaskOption, as_rgb
 
 MASK = "mask"
@@ -133,9 +133,9 @@ class InpaintTask(Task):
                 plan.jobs.append(Job({IMAGE: src, MASK: found[0]}, {IMAGE: target}))
         return plan
 
-    def read(self, job: Job) -> dict[str, Image] | str:
+    def read(self, job: Job, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Image] | str:
         """The image and its mask, or the one-line reason the job cannot run."""
-        images = super().read(job)
+        images = super().read(job, max_pixels=max_pixels)
         if isinstance(images, str):
             return images
         image, mask = images[IMAGE], images[MASK]

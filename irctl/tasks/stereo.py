@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from irctl.config import DegradationConfig
-from irctl.io.images import Image, ImageReadError, read_image
+from irctl.io.images import DEFAULT_MAX_PIXELS, Image, ImageReadError, read_image
 from irctl.io.stereo import output_paths, pair_views
 from irctl.tasks.base import (
     Job,
@@ -68,12 +68,13 @@ class StereoTask(Task):
             )
         return plan
 
-    def read(self, job: Job) -> dict[str, Image] | str:
-        """Both views, or the one-line reason the pair cannot be restored."""
+    def read(self, job: Job, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Image] | str:
+        """Both views, or the one-line reason the pair cannot be restored (each view is held
+        to ``max_pixels`` before it is decoded)."""
         views = {}
         for role, path in job.inputs.items():
             try:
-                views[role] = read_image(path)
+                views[role] = read_image(path, max_pixels=max_pixels)
             except ImageReadError as err:
                 return err.reason if role == LEFT else f"right view {path}: {err.reason}"
             except Exception as err:
@@ -99,7 +100,10 @@ class StereoTask(Task):
         for role, planes in ((LEFT, restored[..., :3]), (RIGHT, restored[..., 3:])):
             view = images[role]
             outputs[role] = OutputImage(
-                in_layout_of(planes, view), view.dtype, scaled_alpha(view.alpha, factor)
+                in_layout_of(planes, view),
+                view.dtype,
+                scaled_alpha(view.alpha, factor),
+                view.meta.scaled(factor),
             )
         return outputs
 
