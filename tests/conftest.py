@@ -55,6 +55,17 @@ def photo_crops() -> list[np.ndarray]:
     return [photo[y : y + 40, x : x + 48] for y, x in ((0, 0), (100, 150), (200, 300))]
 
 
+@pytest.fixture()
+def src_folder(tmp_path: Path, photo_crops: list[np.ndarray]) -> Path:
+    """The crops as 8-bit PNGs img0…img2.png in ``tmp_path/src``."""
+    from irctl.io.images import write_image
+
+    src = tmp_path / "src"
+    for i, crop in enumerate(photo_crops):
+        write_image(src / f"img{i}.png", crop, dtype=np.uint8)
+    return src
+
+
 def save_array(path: Path, array: np.ndarray) -> Path:
     """Write an array with PIL (or tifffile for .tif) — an encoder independent of irctl's."""
     import tifffile

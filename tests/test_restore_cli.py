@@ -29,14 +29,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture()
-def src_folder(tmp_path: Path, photo_crops: list[np.ndarray]) -> Path:
-    src = tmp_path / "src"
-    for i, crop in enumerate(photo_crops):
-        write_image(src / f"img{i}.png", crop, dtype=np.uint8)
-    return src
-
-
 def test_restores_folder_and_writes_nothing_else(tiny_weights: Path, src_folder: Path, tmp_path):
     dst = tmp_path / "dst"
     result = _restore(

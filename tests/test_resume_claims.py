@@ -49,14 +49,6 @@ def _names(rows: list[dict]) -> list[str]:
     return sorted(Path(row["src"]).name for row in rows)
 
 
-@pytest.fixture()
-def src_folder(tmp_path: Path, photo_crops: list[np.ndarray]) -> Path:
-    src = tmp_path / "src"
-    for i, crop in enumerate(photo_crops):
-        write_image(src / f"img{i}.png", crop, dtype=np.uint8)
-    return src
-
-
 def _dead_pid() -> int:
     """The pid of a process that has exited (reaped, so nothing runs under it now)."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from irctl.nets.layers import LAYER_NORMS, SimpleGate, TimeEmbedding
+from irctl.nets.layers import LAYER_NORMS, TimeEmbedding
+from irctl.nets.nafnet import NAFBlock
 
 #: The semantic encoders a preset can name (``network.semantic``).
 SEMANTIC_ENCODERS = ("learned", "resnet18", "none")
@@ -100,40 +101,22 @@ def _zero_linear(n_in: int, n_out: int) -> nn.Linear:
     return layer
 
 
-class AdaLNBlock(nn.Module):
+class AdaLNBlock(NAFBlock):
     """A NAFNet block with AdaLN (fact sheet §2): (g1, b1, g2, b2) = Lin_t(SiLU(e_t)) +
     Lin_s(SiLU(e_s)), zero-initialised, so (1 + g)·LN + b is the paper's γ·LN + β and every
     block starts unmodulated; the residual scales β_s, γ_s start at zero (NAFNet)."""
 
     def __init__(self, c: int, time_dim: int, code_dim: int, layer_norm: str = "nafnet") -> None:
-        super().__init__()
-        norm = LAYER_NORMS[layer_norm]
+        super().__init__(c, layer_norm=layer_norm)
         self.time_mod = _zero_linear(time_dim, 4 * c)
         self.code_mod = _zero_linear(code_dim, 4 * c) if code_dim else None
-        self.norm1 = norm(c)
-        self.conv1 = nn.Conv2d(c, 2 * c, 1)
-        self.conv2 = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
-        self.gate = SimpleGate()
-        self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1))
-        self.conv3 = nn.Conv2d(c, c, 1)
-        self.norm2 = norm(c)
-        self.conv4 = nn.Conv2d(c, 2 * c, 1)
-        self.conv5 = nn.Conv2d(c, c, 1)
-        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
-        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
 
-    def forward(self, inp: Tensor, temb: Tensor, code: Tensor | None) -> Tensor:
+    def forward(self, inp: Tensor, temb: Tensor, code: Tensor | None) -> Tensor:  # type: ignore[override]
         mod = self.time_mod(F.silu(temb))
         if self.code_mod is not None and code is not None:
             mod = mod + self.code_mod(F.silu(code))
         g1, b1, g2, b2 = mod[..., None, None].chunk(4, dim=1)
-        x = self.norm1(inp) * (1 + g1) + b1
-        x = self.gate(self.conv2(self.conv1(x)))
-        x = self.conv3(x * self.sca(x))
-        y = inp + x * self.beta
-        x = self.norm2(y) * (1 + g2) + b2
-        x = self.conv5(self.gate(self.conv4(x)))
-        return y + x * self.gamma
+        return self.modulated(inp, (b1, g1, b2, g2))
 
 
 class PriorIntro(nn.Module):

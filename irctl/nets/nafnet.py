@@ -116,9 +116,21 @@ class NAFBlock(nn.Module):
     def forward(
         self, inp: Tensor, temb: Tensor | None = None, cemb: Tensor | None = None
     ) -> Tensor:
+        modulation = None
         if self.time_proj is not None and temb is not None:
-            mod = self.time_proj(temb)[..., None, None]
-            shift_att, scale_att, shift_ffn, scale_ffn = mod.chunk(4, dim=1)
+            modulation = self.time_proj(temb)[..., None, None].chunk(4, dim=1)
+        return self.modulated(inp, modulation, cemb)
+
+    def modulated(
+        self,
+        inp: Tensor,
+        modulation: tuple[Tensor, ...] | None,
+        cemb: Tensor | None = None,
+    ) -> Tensor:
+        """The block with its layer norms' outputs modulated by ``modulation`` = (shift_att,
+        scale_att, shift_ffn, scale_ffn) as x(1 + scale) + shift (None: unmodulated)."""
+        if modulation is not None:
+            shift_att, scale_att, shift_ffn, scale_ffn = modulation
         else:
             shift_att = scale_att = shift_ffn = scale_ffn = None
         x = self.norm1(inp)
