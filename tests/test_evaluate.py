@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 from irctl.cli import eval_cmd
+from irctl.cli.common import OneLineCommand
 from irctl.engine import evaluate as evaluate_module
 from irctl.engine.evaluate import evaluate_folders, evaluate_pairs, validate_metrics
 from irctl.io.images import read_image
@@ -407,7 +408,7 @@ def test_summary_with_no_finite_values() -> None:
 
 def _cli() -> typer.Typer:
     app = typer.Typer()
-    app.command()(eval_cmd.evaluate)
+    app.command(cls=OneLineCommand)(eval_cmd.evaluate)  # irctl's one-line usage errors
     return app
 
 
@@ -467,7 +468,7 @@ def test_cli_partial_failure_exit_1(folders: dict, tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--metrics", "psnr,sharpness"], "unknown metric 'sharpness'"),
-        (["--crop-border", "-1"], "crop_border"),
+        (["--crop-border", "-1"], "'--crop-border': Input should be greater than or equal to 0"),
     ],
 )
 def test_cli_usage_errors_exit_2(folders: dict, args: list[str], message: str) -> None:
@@ -486,7 +487,11 @@ def test_cli_missing_folder_exit_2(tmp_path: Path) -> None:
         _cli(), ["--pred", str(tmp_path / "missing"), "--gt", str(tmp_path / "gt")]
     )
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"error: prediction folder not found: {tmp_path / 'missing'}"
+    (line,) = result.stderr.strip().splitlines()
+    assert (
+        line.startswith("error: ")
+        and f"'--pred': dir '{tmp_path / 'missing'}' does not exist" in line
+    )
 
 
 # --------------------------------------------------------------------------- CLI: sheet
@@ -552,10 +557,16 @@ def test_cli_sheet_without_perceptual_module(
     ("args", "message"),
     [
         (["--sheet", "sheet.jpg"], "must end in .png"),
-        (["--sheet", "s.png", "--sheet-k", "0"], "--sheet-k must be >= 1"),
-        (["--sheet", "s.png", "--sheet-crop", "4"], "--sheet-crop must be >= 16"),
-        (["--sheet", "s.png", "--input", "nowhere"], "input folder not found"),
-        (["--workers", "0"], "--workers must be >= 1"),
+        (
+            ["--sheet", "s.png", "--sheet-k", "0"],
+            "'--sheet-k': Input should be greater than or equal to 1",
+        ),
+        (
+            ["--sheet", "s.png", "--sheet-crop", "4"],
+            "'--sheet-crop': Input should be greater than or equal to 16",
+        ),
+        (["--sheet", "s.png", "--input", "nowhere"], "'nowhere' does not exist"),
+        (["--workers", "0"], "'--workers': Input should be greater than or equal to 1"),
     ],
 )
 def test_cli_sheet_usage_errors_exit_2(

@@ -22,21 +22,42 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, stderr_console
+from irctl.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL_FAILURE,
+    EXIT_USAGE,
+    checked,
+    markdown_safe,
+    stderr_console,
+)
+from irctl.engine.options import check_device, check_method, check_preset, check_task
+from irctl.io.folders import check_ext, check_output_dir, check_source, check_suffix
 from irctl.methods import METHODS
 from irctl.tasks import DEFAULT_TASK, TASKS, all_task_options
 
 
 def restore(
     src: str = typer.Option(
-        ..., "--src", "-i", help="Input folder, a single image, or '-' to read paths from stdin."
+        ...,
+        "--src",
+        "-i",
+        help="Input folder, a single image, or '-' to read paths from stdin.",
+        callback=checked(check_source),
     ),
-    dst: Path = typer.Option(..., "--dst", "-o", help="Output folder (created if missing)."),
+    dst: Path = typer.Option(
+        ...,
+        "--dst",
+        "-o",
+        file_okay=False,
+        help="Output folder (created if missing; skipped when it lies inside --src).",
+        callback=checked(check_output_dir),
+    ),
     task: str = typer.Option(
         DEFAULT_TASK,
         "--task",
         "-t",
         help=f"{' | '.join(TASKS)}; picks the task's bundled default model.",
+        callback=checked(check_task),
     ),
     method: str = typer.Option(
         None,
@@ -44,12 +65,22 @@ def restore(
         "-m",
         help=f"The task's bundled model of this method instead of its default: "
         f"{' | '.join(METHODS)}.",
+        callback=checked(check_method),
     ),
     preset: str = typer.Option(
-        None, "--preset", "-p", help="Use this preset's bundled weights instead of the task's."
+        None,
+        "--preset",
+        "-p",
+        help="Use this preset's bundled weights instead of the task's.",
+        callback=checked(check_preset),
     ),
     weights: Path = typer.Option(
-        None, "--weights", "-w", help="A .safetensors checkpoint (from `irctl train`)."
+        None,
+        "--weights",
+        "-w",
+        exists=True,
+        dir_okay=False,
+        help="A .safetensors checkpoint (from `irctl train`).",
     ),
     sampler: str = typer.Option(
         None,
@@ -57,13 +88,17 @@ def restore(
         help="One of the model's samplers (default: the preset's); a wrong name lists them.",
     ),
     steps: int = typer.Option(
-        None, "--steps", help="Sampling steps (<= T) (default: the preset's)."
+        None, "--steps", min=1, help="Sampling steps (<= T) (default: the preset's)."
     ),
     tile: int = typer.Option(
-        None, "--tile", help="Tile size in pixels, 0 = whole image (default: the preset's)."
+        None,
+        "--tile",
+        min=0,
+        help="Tile size in pixels, 0 = whole image, else at least the network's padding "
+        "multiple (default: the preset's).",
     ),
     tile_overlap: int = typer.Option(
-        None, "--tile-overlap", help="Overlap between tiles (pixels)."
+        None, "--tile-overlap", min=0, help="Overlap between tiles (pixels), below --tile."
     ),
     tile_batch: int = typer.Option(
         None, "--tile-batch", min=1, help="Tiles per network call (default: the preset's)."
@@ -71,14 +106,24 @@ def restore(
     seed: int = typer.Option(
         0, "--seed", help="Random seed: same seed, same bytes (same device and --threads)."
     ),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto | cpu | cuda | cuda:N.", callback=checked(check_device)
+    ),
     threads: int = typer.Option(
         None, "--threads", min=1, help="CPU threads for torch (default: all cores)."
     ),
     ext: str = typer.Option(
-        None, "--ext", help="Output format (png, tif, jpg) (default: same as input)."
+        None,
+        "--ext",
+        help="Output format (png, tif, jpg) (default: same as input).",
+        callback=checked(check_ext),
     ),
-    suffix: str = typer.Option("", "--suffix", help="Appended to output file stems, e.g. _out."),
+    suffix: str = typer.Option(
+        "",
+        "--suffix",
+        help="Appended to output file stems, e.g. _out.",
+        callback=checked(check_suffix),
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo images whose output already exists."
     ),
@@ -216,7 +261,7 @@ def _with_task_options(command):
             inspect.Parameter(
                 option.name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, option.flag, help=option.help),
+                default=typer.Option(None, option.flag, help=markdown_safe(option.help)),
                 annotation=option.type,
             )
         )
