@@ -16,6 +16,7 @@ from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, checked,
 from irctl.engine.evaluate import DEFAULT_WORKERS, EvalResult, evaluate_folders
 from irctl.engine.options import check_device, check_metrics
 from irctl.io.folders import check_folder_path, check_output_dir, check_output_file
+from irctl.io.names import shown
 from irctl.metrics.fidelity import LOWER_IS_BETTER
 from irctl.metrics.report import write_per_image_csv, write_summary_csv
 from irctl.metrics.sheet import DEFAULT_CROP, DEFAULT_K, build_sheet, index_inputs, write_sheet
@@ -213,7 +214,7 @@ def evaluate(
                 crop_border=crop_border,
                 y_channel=y_channel,
                 pred_suffix=pred_suffix,
-                on_error=lambda msg: progress.console.print(f"error: {msg}", markup=False),
+                on_error=lambda msg: progress.console.print(f"error: {shown(msg)}", markup=False),
                 progress=lambda: progress.advance(task),
                 on_total=lambda n: progress.update(task, total=n),
                 workers=workers,
@@ -243,9 +244,9 @@ def evaluate(
         }
 
     for path in result.unmatched_pred:
-        console.print(f"warning: no ground truth for {path}", markup=False)
+        console.print(f"warning: no ground truth for {shown(path)}", markup=False)
     for path in result.unmatched_gt:
-        console.print(f"warning: no prediction for {path}", markup=False)
+        console.print(f"warning: no prediction for {shown(path)}", markup=False)
 
     try:
         per_image = write_per_image_csv(

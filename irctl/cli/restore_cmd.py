@@ -32,6 +32,7 @@ from irctl.cli.common import (
 )
 from irctl.engine.options import check_device, check_method, check_preset, check_task
 from irctl.io.folders import check_ext, check_output_dir, check_source, check_suffix
+from irctl.io.names import json_name, shown
 from irctl.methods import METHODS
 from irctl.tasks import DEFAULT_TASK, TASKS, all_task_options
 
@@ -188,7 +189,7 @@ def restore(
         with reporter.progress:
             outcome = restore_folder(request, reporter, stdin=sys.stdin if src == "-" else None)
     except UsageError as err:
-        console.print(f"error: {err}", markup=False)
+        console.print(f"error: {shown(str(err))}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     summary = outcome.summary
     n_failed = len(outcome.failed)
@@ -203,7 +204,9 @@ def restore(
                     "preset": outcome.preset,
                     "restored": [job.as_json() for job in summary.restored],
                     "skipped": [job.as_json() for job in outcome.plan.skipped],
-                    "failed": [{"file": str(p), "reason": r} for p, r in outcome.failed],
+                    "failed": [
+                        {**json_name("file", p), "reason": shown(r)} for p, r in outcome.failed
+                    ],
                     "seconds": summary.seconds,
                     "megapixels": summary.megapixels,
                 }
@@ -232,12 +235,13 @@ class _ConsoleReporter:
         self.steps_bar = None
 
     def info(self, message: str) -> None:
-        self.console.print(message, markup=False)
+        self.console.print(shown(message), markup=False)
 
     def error(self, path: Path, reason: str) -> None:
+        """One line whatever the name: a newline or a byte that is not UTF-8 is escaped."""
         if self.jobs_bar is not None:
             self.progress.advance(self.jobs_bar)
-        self.console.print(f"error: {path}: {reason}", markup=False)
+        self.console.print(f"error: {shown(path)}: {shown(reason)}", markup=False)
 
     def start(self, noun: str, jobs: int, steps: int) -> None:
         self.jobs_bar = self.progress.add_task(noun, total=jobs)
