@@ -1,16 +1,21 @@
 """What the commands tell their user: log rates that are true, tables that are not cut in a
-log file."""
+log file, and the right reason when a perceptual metric cannot run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TINY_OVERRIDES
+from PIL import Image as PILImage
 from rich.table import Table
+from typer.testing import CliRunner
 
+from irctl.cli.app import app
 from irctl.cli.common import stderr_console
 from irctl.presets import apply_overrides, load_preset
 
@@ -52,3 +57,21 @@ def test_a_wide_table_is_not_cut_when_stderr_is_not_a_terminal(
     lines = capsys.readouterr().err.splitlines()
     assert any(all(cell in line for cell in row) for line in lines), lines  # one whole row
     assert any(all(c in line for c in columns) for line in lines), lines  # one whole header
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pyiqa") is not None, reason="the core environment's message"
+)
+def test_perceptual_metric_without_pyiqa_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pixels = (np.arange(16 * 16 * 3) % 251).astype(np.uint8).reshape(16, 16, 3)
+    PILImage.fromarray(pixels).save(folder / "a.png")
+    result = CliRunner().invoke(
+        app, ["eval", "--pred", str(folder), "--gt", str(folder), "--metrics", "psnr,lpips"]
+    )
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: lpips: pyiqa is not installed (the `perceptual` extra: tools/perceptual-env.sh)"
+    ]
