@@ -90,3 +90,30 @@ def test_restore_prints_one_line_per_odd_name_and_json_keeps_the_bytes(
     (failed,) = payload["failed"]
     assert os.path.basename(bytes.fromhex(failed["file_hex"])) == BROKEN
     assert failed["file"].endswith("broken\\n\\xff.png")
+
+
+def test_eval_scores_an_odd_name_and_reports_names_losslessly(tmp_path: Path) -> None:
+    """A ground-truth name that is not UTF-8 is scored (its per_image.csv row holds the
+    name's bytes) and an unmatched one comes back in --json as text plus its bytes."""
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    try:
+        _create(gt, LATIN1, _png())
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    _create(pred, LATIN1, _png())
+    _create(gt, NEWLINE, _png())  # no prediction for it
+    out = tmp_path / "metrics"
+    result = CliRunner().invoke(
+        app, ["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 1, result.output  # one ground truth lacks its prediction
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].endswith("new\\nline.png"), warnings
+    payload = json.loads(result.stdout)
+    json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    assert payload["n_images"] == 1
+    (missing,) = payload["unmatched_gt_hex"]
+    assert os.path.basename(bytes.fromhex(missing)) == NEWLINE
+    assert b"caf\xe9," in (out / "per_image.csv").read_bytes()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -362,7 +363,10 @@ def _json_payload(result: EvalResult) -> dict[str, Any]:
         "stereo_pairs": [
             {key: _finite_or_none(val) for key, val in row.items()} for row in result.pair_rows
         ],
-        "errors": list(result.errors),
-        "unmatched_pred": [str(p) for p in result.unmatched_pred],
-        "unmatched_gt": [str(p) for p in result.unmatched_gt],
+        "errors": [shown(error) for error in result.errors],
+        # names as printable text, and their exact bytes in hex (irctl/io/names.py)
+        "unmatched_pred": [shown(p) for p in result.unmatched_pred],
+        "unmatched_pred_hex": [os.fsencode(p).hex() for p in result.unmatched_pred],
+        "unmatched_gt": [shown(p) for p in result.unmatched_gt],
+        "unmatched_gt_hex": [os.fsencode(p).hex() for p in result.unmatched_gt],
     }
