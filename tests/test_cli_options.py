@@ -226,6 +226,7 @@ def test_help_still_works_and_keeps_angle_brackets() -> None:
         (["--tile-overlap", "-3"], "--tile-overlap"),  # a traceback
         (["--tile", "3"], "--tile"),  # 877 s: 3 844 tiles per network call
         (["--tile", "32", "--tile-overlap", "64"], "--tile-overlap"),  # silently clamped
+        (["--tile", "16"], "--tile"),  # the preset's overlap 32 silently clamped to 15
         (["--sampler", "euler"], "--sampler"),
         (["--ext", "bmp"], "--ext"),  # refused after the model ran on every image
     ],

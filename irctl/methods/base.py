@@ -78,9 +78,14 @@ class SampleOptions:
         cfg: SamplerConfig = preset.sampler
         tile = cfg.tile if tile is None else tile
         if overlap is not None and tile and overlap >= tile:
-            # an overlap the user asked for is never clamped behind their back: tiles that
-            # advance one pixel at a time grind for hours instead of failing
             raise ValueError(f"--tile-overlap {overlap} must be smaller than the tile {tile}")
+        if overlap is None and tile and cfg.tile_overlap >= tile:
+            # never clamped behind the user's back: the clamp made tiles that advance one pixel
+            # at a time (overlap = tile - 1) and ground for hours instead of failing
+            raise ValueError(
+                f"--tile {tile} must be larger than the preset's tile overlap "
+                f"{cfg.tile_overlap}; give --tile-overlap below {tile} too"
+            )
         overlap = cfg.tile_overlap if overlap is None else overlap
         return cls(
             sampler=sampler or cfg.name,
