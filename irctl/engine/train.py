@@ -365,8 +365,9 @@ def _train_stage(
     for m in all_modules.values():
         m.to(device)
     _start_from_previous_stage(root, stages, stage, restorer)
-    for old in run_files(out) if overwrite else []:  # checked, now start over: no old weights
-        old.unlink()  # beside a new, shorter log
+    # checked, now start over: no old weights beside a new, shorter log (rank 0 owns the files)
+    for old in run_files(out) if overwrite and ctx.is_main else []:
+        old.unlink(missing_ok=True)
     modules = restorer.trainable(stage)
     for name, m in all_modules.items():
         m.requires_grad_(name in modules)
