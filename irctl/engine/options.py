@@ -21,12 +21,14 @@ from irctl.tasks import TASKS
 
 
 def check_task(name: str) -> str:
+    """A task of the registry: a typo must not fall back to the default task's model."""
     if name not in TASKS:
         raise ValueError(f"{name!r} is not a task; choose {', '.join(TASKS)}")
     return name
 
 
 def check_method(name: str) -> str:
+    """A method of the registry (whether the task ships one is said once the task is known)."""
     if name not in METHODS:
         raise ValueError(f"{name!r} is not a method; choose {', '.join(METHODS)}")
     return name
@@ -112,6 +114,8 @@ def check_models(text: str) -> list[str]:
 
 
 def check_classical(text: str) -> list[str]:
+    """Classical baselines by name, comma-separated; '' asks for none (compare's rows are then
+    the models and the input only)."""
     names = [n.strip() for n in text.split(",") if n.strip()]  # '' = no baseline at all
     unknown = [n for n in names if n not in CLASSICAL]
     if unknown:
