@@ -171,14 +171,14 @@ def test_a_later_stage_retrains_from_the_earlier_stages_with_another_recipe(
     train(preset, tmp_path)
     first = load_checkpoint(tmp_path / "stage1" / "weights.safetensors")
     longer = preset_from_dict(tiny_diffir(stages={"stage2": {"iterations": 3, "lr": 5e-4}}))
-    result = train(longer, tmp_path, stage="stage2")
+    result = train(longer, tmp_path, stage="stage2", overwrite=True)
     assert result.step == 3 and load_checkpoint(result.weights).step == 3
     # stage 1's checkpoint is untouched and was the starting point
     again = load_checkpoint(tmp_path / "stage1" / "weights.safetensors")
     assert all(torch.equal(v, first.tensors[k]) for k, v in again.tensors.items())
     other = preset_from_dict(tiny_diffir(lr=5e-4, stages={"stage2": {"iterations": 3}}))
     with pytest.raises(CheckpointError, match="different preset"):
-        train(other, tmp_path, stage="stage2")
+        train(other, tmp_path, stage="stage2", overwrite=True)
 
 
 def test_inpainting_through_the_cli_keeps_known_pixels_and_names_a_missing_mask(

@@ -6,9 +6,11 @@ import typer
 
 from irctl import __version__
 from irctl.cli import benchmark_cmd, compare_cmd, eval_cmd, import_cmd, restore_cmd, train_cmd
+from irctl.cli.common import OneLineErrors
 
 app = typer.Typer(
     name="irctl",
+    cls=OneLineErrors,
     help=(
         "Restore images with diffusion models (Refusion / IR-SDE) in batch.\n\n"
         "Typical use: `irctl restore --task denoise --src noisy/ --dst clean/`, then "

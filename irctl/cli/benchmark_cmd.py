@@ -9,48 +9,64 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from irctl.cli.common import EXIT_USAGE, stderr_console
+from irctl.cli.common import EXIT_USAGE, checked, stderr_console
 from irctl.config import PresetError
+from irctl.engine.options import (
+    check_device,
+    check_preset,
+    check_task,
+    parse_names,
+    parse_sizes,
+    parse_tiles,
+)
+from irctl.io.folders import check_output_file
 from irctl.tasks import DEFAULT_TASK
-
-
-def _size_list(text: str) -> list[tuple[int, int]]:
-    from irctl.engine.benchmark import parse_size
-
-    try:
-        return [parse_size(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise typer.BadParameter(
-            f"expected comma-separated sizes like 1024 or 6000x4000, got {text!r}"
-        ) from None
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
 
 
 def benchmark(
     task: str = typer.Option(
-        DEFAULT_TASK, "--task", "-t", help="Task whose bundled model to time."
+        DEFAULT_TASK,
+        "--task",
+        "-t",
+        help="Task whose bundled model to time.",
+        callback=checked(check_task),
     ),
-    preset: str = typer.Option(None, "--preset", "-p", help="Preset with bundled weights."),
-    weights: Path = typer.Option(None, "--weights", "-w", help="A .safetensors checkpoint."),
+    preset: str = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help="Preset with bundled weights.",
+        callback=checked(check_preset),
+    ),
+    weights: Path = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        exists=True,
+        dir_okay=False,
+        help="A .safetensors checkpoint.",
+    ),
     sizes: str = typer.Option(
         "256,1024",
         "--sizes",
         help="Image sizes, comma-separated: 1024 (square) or WIDTHxHEIGHT, e.g. 6000x4000.",
+        callback=checked(parse_sizes),
     ),
     tiles: str = typer.Option(
-        "256", "--tiles", help="Tile sizes to time, comma-separated (0 = untiled)."
+        "256",
+        "--tiles",
+        help="Tile sizes to time, comma-separated (0 = untiled).",
+        callback=checked(parse_tiles),
     ),
-    steps: int = typer.Option(None, "--steps", help="Sampling steps (default: the preset's)."),
-    sampler: str = typer.Option(None, "--sampler", help="sde | ode | posterior."),
-    tile_overlap: int = typer.Option(None, "--tile-overlap", help="Overlap between tiles."),
+    steps: int = typer.Option(
+        None, "--steps", min=1, help="Sampling steps (default: the preset's)."
+    ),
+    sampler: str = typer.Option(None, "--sampler", help="One of the model's samplers."),
+    tile_overlap: int = typer.Option(
+        None, "--tile-overlap", min=0, help="Overlap between tiles, below each tile."
+    ),
     tile_batch: int = typer.Option(
-        None, "--tile-batch", help="Tiles per network call (default: the preset's)."
+        None, "--tile-batch", min=1, help="Tiles per network call (default: the preset's)."
     ),
     compare_untiled: bool = typer.Option(
         True,
@@ -62,6 +78,7 @@ def benchmark(
         "--flops",
         help="Count GMACs per image and per step at 256² for these presets (comma-separated), "
         "then the benchmarked model; the last column compares each to it.",
+        callback=checked(lambda text: [check_preset(name) for name in parse_names(text)]),
     ),
     random_weights: bool = typer.Option(
         False,
@@ -70,10 +87,24 @@ def benchmark(
         "random weights: speed and memory only, the outputs mean nothing.",
     ),
     seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
-    out: Path = typer.Option(None, "--out", help="Write the results as JSON to this file."),
-    markdown: Path = typer.Option(None, "--markdown", help="Write the table as Markdown here."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto | cpu | cuda | cuda:N.", callback=checked(check_device)
+    ),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        dir_okay=False,
+        help="Write the results as JSON to this file.",
+        callback=checked(check_output_file),
+    ),
+    markdown: Path = typer.Option(
+        None,
+        "--markdown",
+        dir_okay=False,
+        help="Write the table as Markdown here.",
+        callback=checked(check_output_file),
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Measure restore speed, peak memory and the error tiling introduces.
@@ -113,7 +144,7 @@ def benchmark(
         raise typer.Exit(EXIT_USAGE) from None
     if threads:
         torch.set_num_threads(threads)
-    size_list, tile_list = _size_list(sizes), _int_list(tiles)
+    size_list, tile_list = parse_sizes(sizes), parse_tiles(tiles)
     try:
         defaults = resolve_options(restorer, sampler=sampler, steps=steps)
         steps, sampler = defaults.steps, defaults.sampler

@@ -8,33 +8,57 @@ from pathlib import Path
 
 import typer
 
-from irctl.cli.common import EXIT_USAGE, stderr_console
+from irctl.cli.common import EXIT_USAGE, checked, stderr_console
+from irctl.engine.options import (
+    check_classical,
+    check_device,
+    check_models,
+    check_task,
+    parse_sampler_runs,
+)
+from irctl.io.folders import check_output_dir
 from irctl.tasks import DEFAULT_TASK
 
 
 def compare(
     task: str = typer.Option(
-        DEFAULT_TASK, "--task", "-t", help="Task whose held-out photos to use."
+        DEFAULT_TASK,
+        "--task",
+        "-t",
+        help="Task whose held-out photos to use.",
+        callback=checked(check_task),
     ),
     models: str = typer.Option(
         None,
         "--models",
         help="Comma-separated presets (bundled weights) or .safetensors files "
         "(default: every preset of the task with bundled weights).",
+        callback=checked(check_models),
     ),
     classical: str = typer.Option(
-        None, "--classical", help="Classical baselines, comma-separated (default: the task's)."
+        None,
+        "--classical",
+        help="Classical baselines, comma-separated (default: the task's; '' for none).",
+        callback=checked(check_classical),
     ),
     samplers: str = typer.Option(
         None,
         "--samplers",
         help="Diffusion models run once per sampler:steps pair, comma-separated (default: "
         "each model's own comparison runs, e.g. the paper's sampler at T steps).",
+        callback=checked(parse_sampler_runs),
     ),
     seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option(
+        "auto", "--device", help="auto | cpu | cuda | cuda:N.", callback=checked(check_device)
+    ),
     out: Path = typer.Option(
-        Path("results") / "heldout", "--out", "-o", help="Folder for table.md, CSV and images."
+        Path("results") / "heldout",
+        "--out",
+        "-o",
+        file_okay=False,
+        help="Folder for table.md, CSV and images.",
+        callback=checked(check_output_dir),
     ),
     json_out: bool = typer.Option(False, "--json", help="Print all rows as JSON on stdout."),
 ) -> None:
@@ -44,7 +68,7 @@ def compare(
     upsampling of the input.
 
     Writes OUT/table.md (the README's table), OUT/per_image.csv and every output image under
-    OUT/<method>/ so they can be looked at, not only measured.
+    `OUT/<method>/` so they can be looked at, not only measured.
     """
     from irctl.engine.compare import CompareRequest, compare_models
     from irctl.engine.models import UsageError
@@ -79,17 +103,8 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _sampler_runs(text: str | None) -> list[tuple[str, int]] | None:
-    """'sde:100,posterior:20' → [('sde', 100), ('posterior', 20)]; a usage error otherwise."""
-    from irctl.engine.models import UsageError
-
-    if not text:
-        return None
-    try:
-        return [
-            (name, int(n)) for name, _, n in (s.partition(":") for s in text.split(",")) if name
-        ]
-    except ValueError:
-        raise UsageError(f"--samplers expects name:steps pairs, got {text!r}") from None
+    """'sde:100,posterior:20' → [('sde', 100), ('posterior', 20)] (checked as parsed)."""
+    return None if text is None else parse_sampler_runs(text)
 
 
 def _row_printer(console):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, stderr_console
+from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, checked, stderr_console
 from irctl.engine.evaluate import DEFAULT_WORKERS, EvalResult, evaluate_folders
+from irctl.engine.options import check_device, check_metrics
+from irctl.io.folders import check_folder_path, check_output_dir, check_output_file
+from irctl.io.names import shown
 from irctl.metrics.fidelity import LOWER_IS_BETTER
 from irctl.metrics.report import write_per_image_csv, write_summary_csv
 from irctl.metrics.sheet import DEFAULT_CROP, DEFAULT_K, build_sheet, index_inputs, write_sheet
@@ -24,11 +28,17 @@ _MIN_SHEET_CROP = 16
 
 def evaluate(
     pred: Path = typer.Option(
-        ..., "--pred", help="Folder of restored images (what the model produced)."
+        ...,
+        "--pred",
+        exists=True,
+        file_okay=False,
+        help="Folder of restored images (what the model produced).",
     ),
     gt: Path = typer.Option(
         ...,
         "--gt",
+        exists=True,
+        file_okay=False,
         help="Folder of ground-truth (clean reference) images, matched to --pred by file name.",
     ),
     metrics: str = typer.Option(
@@ -38,10 +48,12 @@ def evaluate(
         "shadow-removal metric; colour images only); with the perceptual extra also lpips, "
         "lpips-vgg, dists, niqe, musiq, clipiqa (per image) and fid (folder vs folder). The "
         "first one ranks the --sheet.",
+        callback=checked(check_metrics),
     ),
     crop_border: int = typer.Option(
         0,
         "--crop-border",
+        min=0,
         help="Ignore this many pixels at every edge (super-resolution papers use the scale).",
     ),
     y_channel: bool = typer.Option(
@@ -57,7 +69,9 @@ def evaluate(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Folder for per_image.csv and summary.csv. Default: <pred>_metrics next to --pred.",
+        file_okay=False,
+        callback=checked(check_output_dir),
+        help="Folder for per_image.csv and summary.csv. Default: `<pred>_metrics` next to --pred.",
     ),
     json_out: bool = typer.Option(
         False, "--json", help="Also print the summary as JSON on stdout (for scripts)."
@@ -65,35 +79,45 @@ def evaluate(
     workers: int = typer.Option(
         DEFAULT_WORKERS,
         "--workers",
+        min=1,
         help="Threads that read and score image pairs in parallel. At most 2 x workers pairs "
         "are in memory at once, however many images the folders hold.",
     ),
     sheet: Path | None = typer.Option(
         None,
         "--sheet",
+        dir_okay=False,
+        callback=checked(lambda path: check_output_file(path, (".png",))),
         help="Also write a contact sheet to this .png file: centre crops of input | restored | "
         "ground truth for the --sheet-k best and worst images by the first metric, with their "
         "names and scores.",
     ),
     sheet_k: int = typer.Option(
-        DEFAULT_K, "--sheet-k", help="Rows per section of the --sheet: k best and k worst."
+        DEFAULT_K, "--sheet-k", min=1, help="Rows per section of the --sheet: k best and k worst."
     ),
     sheet_crop: int = typer.Option(
         DEFAULT_CROP,
         "--sheet-crop",
+        min=_MIN_SHEET_CROP,
         help="Side in pixels of the square crop taken from the centre of each image for the "
         "--sheet (smaller images are enlarged, nearest-neighbour).",
     ),
     weights_dir: Path | None = typer.Option(
         None,
         "--weights-dir",
+        file_okay=False,
+        callback=checked(check_folder_path),
         help="Where the perceptual metrics' weight files are (becomes TORCH_HOME). Nothing is "
         "downloaded: a missing file is named with the directory it must go in.",
     ),
-    device: str = typer.Option("cpu", "--device", help="Device for perceptual metrics."),
+    device: str = typer.Option(
+        "cpu", "--device", help="Device for perceptual metrics.", callback=checked(check_device)
+    ),
     input_dir: Path | None = typer.Option(
         None,
         "--input",
+        exists=True,
+        file_okay=False,
         help="Folder of degraded input images, matched to --gt by file name, shown in the "
         "--sheet's first column (a grey 'no input' tile without it).",
     ),
@@ -145,17 +169,10 @@ def evaluate(
     metric_names = [m for m in (part.strip() for part in metrics.split(",")) if m]
     out_dir = out if out is not None else _default_out(pred)
 
-    # Sheet and worker options are checked before any image is read: a typo costs nothing.
-    if workers < 1:
-        raise usage_error(f"--workers must be >= 1, got {workers}")
+    # The options' values were checked as they were parsed (ranges, callbacks); the input
+    # folder's images are indexed before any image is read: a typo costs nothing.
     inputs = None
     if sheet is not None:
-        if sheet.suffix.lower() != ".png":
-            raise usage_error(f"--sheet writes a PNG: {sheet} must end in .png")
-        if sheet_k < 1:
-            raise usage_error(f"--sheet-k must be >= 1, got {sheet_k}")
-        if sheet_crop < _MIN_SHEET_CROP:
-            raise usage_error(f"--sheet-crop must be >= {_MIN_SHEET_CROP}, got {sheet_crop}")
         if input_dir is not None:
             try:
                 inputs = index_inputs(input_dir)
@@ -198,7 +215,7 @@ def evaluate(
                 crop_border=crop_border,
                 y_channel=y_channel,
                 pred_suffix=pred_suffix,
-                on_error=lambda msg: progress.console.print(f"error: {msg}", markup=False),
+                on_error=lambda msg: progress.console.print(f"error: {shown(msg)}", markup=False),
                 progress=lambda: progress.advance(task),
                 on_total=lambda n: progress.update(task, total=n),
                 workers=workers,
@@ -228,9 +245,9 @@ def evaluate(
         }
 
     for path in result.unmatched_pred:
-        console.print(f"warning: no ground truth for {path}", markup=False)
+        console.print(f"warning: no ground truth for {shown(path)}", markup=False)
     for path in result.unmatched_gt:
-        console.print(f"warning: no prediction for {path}", markup=False)
+        console.print(f"warning: no prediction for {shown(path)}", markup=False)
 
     try:
         per_image = write_per_image_csv(
@@ -346,7 +363,10 @@ def _json_payload(result: EvalResult) -> dict[str, Any]:
         "stereo_pairs": [
             {key: _finite_or_none(val) for key, val in row.items()} for row in result.pair_rows
         ],
-        "errors": list(result.errors),
-        "unmatched_pred": [str(p) for p in result.unmatched_pred],
-        "unmatched_gt": [str(p) for p in result.unmatched_gt],
+        "errors": [shown(error) for error in result.errors],
+        # names as printable text, and their exact bytes in hex (irctl/io/names.py)
+        "unmatched_pred": [shown(p) for p in result.unmatched_pred],
+        "unmatched_pred_hex": [os.fsencode(p).hex() for p in result.unmatched_pred],
+        "unmatched_gt": [shown(p) for p in result.unmatched_gt],
+        "unmatched_gt_hex": [os.fsencode(p).hex() for p in result.unmatched_gt],
     }

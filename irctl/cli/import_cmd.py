@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-from irctl.cli.common import EXIT_OK, EXIT_USAGE, stderr_console
+from irctl.cli.common import EXIT_OK, EXIT_USAGE, checked, stderr_console
+from irctl.engine.options import check_overrides, check_preset
+from irctl.io.folders import check_output_file
 
 
 def import_checkpoint(
@@ -15,13 +17,26 @@ def import_checkpoint(
         ...,
         "--from",
         "-f",
+        exists=True,
+        dir_okay=False,
         help="The authors' checkpoint file (.pth, .ckpt); twice for a model released as two "
         "files (latent Refusion: compressor and noise network).",
     ),
     preset: str = typer.Option(
-        ..., "--preset", "-p", help="The preset of the released model (name or .toml path)."
+        ...,
+        "--preset",
+        "-p",
+        help="The preset of the released model (name or .toml path).",
+        callback=checked(check_preset),
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="The .safetensors file to write."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        dir_okay=False,
+        help="The .safetensors file to write.",
+        callback=checked(lambda path: check_output_file(path, (".safetensors",))),
+    ),
     key: str = typer.Option(
         None,
         "--key",
@@ -29,7 +44,10 @@ def import_checkpoint(
         "default: found (params_ema, params, state_dict, ...), a module. prefix removed.",
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override a preset value, e.g. --set network.width=32 (repeatable)."
+        [],
+        "--set",
+        help="Override a preset value, e.g. --set network.width=32 (repeatable).",
+        callback=checked(check_overrides),
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
@@ -44,9 +62,6 @@ def import_checkpoint(
     from irctl.presets import apply_overrides, load_preset
 
     console = stderr_console()
-    if out.suffix != ".safetensors":
-        console.print(f"error: --out must be a .safetensors file, got {out}", markup=False)
-        raise typer.Exit(EXIT_USAGE)
     try:
         resolved = apply_overrides(load_preset(preset), list(set_))
         result = import_official(list(sources), resolved, out, key=key)

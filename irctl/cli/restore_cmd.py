@@ -22,22 +22,44 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, stderr_console
+from irctl.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL_FAILURE,
+    EXIT_USAGE,
+    checked,
+    markdown_safe,
+    stderr_console,
+)
+from irctl.engine.options import check_device, check_method, check_preset, check_task
+from irctl.io.folders import check_ext, check_output_dir, check_source, check_suffix
 from irctl.io.images import DEFAULT_MAX_PIXELS
+from irctl.io.names import json_name, shown
 from irctl.methods import METHODS
 from irctl.tasks import DEFAULT_TASK, TASKS, all_task_options
 
 
 def restore(
     src: str = typer.Option(
-        ..., "--src", "-i", help="Input folder, a single image, or '-' to read paths from stdin."
+        ...,
+        "--src",
+        "-i",
+        help="Input folder, a single image, or '-' to read paths from stdin.",
+        callback=checked(check_source),
     ),
-    dst: Path = typer.Option(..., "--dst", "-o", help="Output folder (created if missing)."),
+    dst: Path = typer.Option(
+        ...,
+        "--dst",
+        "-o",
+        file_okay=False,
+        help="Output folder (created if missing; skipped when it lies inside --src).",
+        callback=checked(check_output_dir),
+    ),
     task: str = typer.Option(
         DEFAULT_TASK,
         "--task",
         "-t",
         help=f"{' | '.join(TASKS)}; picks the task's bundled default model.",
+        callback=checked(check_task),
     ),
     method: str = typer.Option(
         None,
@@ -45,12 +67,22 @@ def restore(
         "-m",
         help=f"The task's bundled model of this method instead of its default: "
         f"{' | '.join(METHODS)}.",
+        callback=checked(check_method),
     ),
     preset: str = typer.Option(
-        None, "--preset", "-p", help="Use this preset's bundled weights instead of the task's."
+        None,
+        "--preset",
+        "-p",
+        help="Use this preset's bundled weights instead of the task's.",
+        callback=checked(check_preset),
     ),
     weights: Path = typer.Option(
-        None, "--weights", "-w", help="A .safetensors checkpoint (from `irctl train`)."
+        None,
+        "--weights",
+        "-w",
+        exists=True,
+        dir_okay=False,
+        help="A .safetensors checkpoint (from `irctl train`).",
     ),
     sampler: str = typer.Option(
         None,
@@ -58,13 +90,17 @@ def restore(
         help="One of the model's samplers (default: the preset's); a wrong name lists them.",
     ),
     steps: int = typer.Option(
-        None, "--steps", help="Sampling steps (<= T) (default: the preset's)."
+        None, "--steps", min=1, help="Sampling steps (<= T) (default: the preset's)."
     ),
     tile: int = typer.Option(
-        None, "--tile", help="Tile size in pixels, 0 = whole image (default: the preset's)."
+        None,
+        "--tile",
+        min=0,
+        help="Tile size in pixels, 0 = whole image, else at least the network's padding "
+        "multiple (default: the preset's).",
     ),
     tile_overlap: int = typer.Option(
-        None, "--tile-overlap", help="Overlap between tiles (pixels)."
+        None, "--tile-overlap", min=0, help="Overlap between tiles (pixels), below --tile."
     ),
     tile_batch: int = typer.Option(
         None, "--tile-batch", min=1, help="Tiles per network call (default: the preset's)."
@@ -72,14 +108,24 @@ def restore(
     seed: int = typer.Option(
         0, "--seed", help="Random seed: same seed, same bytes (same device and --threads)."
     ),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto | cpu | cuda | cuda:N.", callback=checked(check_device)
+    ),
     threads: int = typer.Option(
         None, "--threads", min=1, help="CPU threads for torch (default: all cores)."
     ),
     ext: str = typer.Option(
-        None, "--ext", help="Output format (png, tif, jpg) (default: same as input)."
+        None,
+        "--ext",
+        help="Output format (png, tif, jpg) (default: same as input).",
+        callback=checked(check_ext),
     ),
-    suffix: str = typer.Option("", "--suffix", help="Appended to output file stems, e.g. _out."),
+    suffix: str = typer.Option(
+        "",
+        "--suffix",
+        help="Appended to output file stems, e.g. _out.",
+        callback=checked(check_suffix),
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo images whose output already exists."
     ),
@@ -153,7 +199,7 @@ def restore(
         with reporter.progress:
             outcome = restore_folder(request, reporter, stdin=sys.stdin if src == "-" else None)
     except UsageError as err:
-        console.print(f"error: {err}", markup=False)
+        console.print(f"error: {shown(str(err))}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     summary = outcome.summary
     n_failed = len(outcome.failed)
@@ -170,7 +216,9 @@ def restore(
                     "restored": [job.as_json() for job in summary.restored],
                     "skipped": [job.as_json() for job in outcome.plan.skipped],
                     "claimed": [job.as_json() for job in summary.claimed],
-                    "failed": [{"file": str(p), "reason": r} for p, r in outcome.failed],
+                    "failed": [
+                        {**json_name("file", p), "reason": shown(r)} for p, r in outcome.failed
+                    ],
                     "seconds": summary.seconds,
                     "megapixels": summary.megapixels,
                 }
@@ -199,12 +247,13 @@ class _ConsoleReporter:
         self.steps_bar = None
 
     def info(self, message: str) -> None:
-        self.console.print(message, markup=False)
+        self.console.print(shown(message), markup=False)
 
     def error(self, path: Path, reason: str) -> None:
+        """One line whatever the name: a newline or a byte that is not UTF-8 is escaped."""
         if self.jobs_bar is not None:
             self.progress.advance(self.jobs_bar)
-        self.console.print(f"error: {path}: {reason}", markup=False)
+        self.console.print(f"error: {shown(path)}: {shown(reason)}", markup=False)
 
     def start(self, noun: str, jobs: int, steps: int) -> None:
         self.jobs_bar = self.progress.add_task(noun, total=jobs)
@@ -228,7 +277,7 @@ def _with_task_options(command):
             inspect.Parameter(
                 option.name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, option.flag, help=option.help),
+                default=typer.Option(None, option.flag, help=markdown_safe(option.help)),
                 annotation=option.type,
             )
         )

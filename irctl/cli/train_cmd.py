@@ -6,28 +6,46 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from irctl.cli.common import EXIT_USAGE, stderr_console
+from irctl.cli.common import EXIT_USAGE, checked, stderr_console
 from irctl.config import PresetError
 from irctl.engine.checkpoint import CheckpointError
+from irctl.engine.options import check_device, check_overrides, check_preset
+from irctl.io.folders import check_output_dir
 from irctl.presets import apply_overrides, load_preset
 
 
 def train(
     preset: str = typer.Option(
-        ..., "--preset", "-p", help="Preset name (e.g. denoise-tiny) or path to a .toml file."
+        ...,
+        "--preset",
+        "-p",
+        help="Preset name (e.g. denoise-tiny) or path to a .toml file.",
+        callback=checked(check_preset),
     ),
     out: Path = typer.Option(
         None,
         "--out",
         "-o",
-        help="Run folder for checkpoints and log.jsonl (default: runs/<preset>).",
+        file_okay=False,
+        help="Run folder for checkpoints and log.jsonl (default: `runs/<preset>`).",
+        callback=checked(check_output_dir),
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue bit-exactly from the checkpoint in --out."
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Start over in a run folder that holds a previous run (its weights, optimiser "
+        "state and log are replaced); without it or --resume such a folder is refused.",
+    ),
     stop_at: int = typer.Option(
-        None, "--stop-at", help="Stop (checkpointed) after this step; resume later with --resume."
+        None,
+        "--stop-at",
+        min=1,
+        help="Stop (checkpointed) after this step; resume later with --resume.",
     ),
     stage: str = typer.Option(
         None,
@@ -36,13 +54,21 @@ def train(
         "default: every stage in order.",
     ),
     iterations: int = typer.Option(
-        None, "--iterations", help="Override train.iterations (total length of the schedule)."
+        None,
+        "--iterations",
+        min=1,
+        help="Override train.iterations (total length of the schedule).",
     ),
     set_: list[str] = typer.Option(
-        [], "--set", help="Override any preset value, e.g. --set train.lr=3e-4 (repeatable)."
+        [],
+        "--set",
+        help="Override any preset value, e.g. --set train.lr=3e-4 (repeatable).",
+        callback=checked(check_overrides),
     ),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto | cpu | cuda | cuda:N.", callback=checked(check_device)
+    ),
     json_out: bool = typer.Option(
         False, "--json", help="Print the final result as JSON on stdout."
     ),
@@ -61,22 +87,26 @@ def train(
     import torch
 
     from irctl.engine.device import resolve_device
+    from irctl.engine.train import check_run_folder
     from irctl.engine.train import train as run_training
 
     console = stderr_console(quiet=int(os.environ.get("RANK", "0")) != 0)  # torchrun: rank 0 talks
     try:
         resolved = load_preset(preset)
-        overrides = list(set_) + ([f"train.iterations={iterations}"] if iterations else [])
+        overrides = list(set_) + (
+            [f"train.iterations={iterations}"] if iterations is not None else []
+        )
         resolved = apply_overrides(resolved, overrides)
-    except PresetError as err:
-        console.print(f"error: {err}")
+        out = out or Path("runs") / resolved.name
+        check_run_folder(resolved, out, resume=resume, overwrite=overwrite, stage=stage)
+    except (CheckpointError, PresetError, ValueError) as err:
+        console.print(f"error: {err}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     if threads:
         torch.set_num_threads(threads)
-    out = out or Path("runs") / resolved.name
     console.print(
-        f"training [bold]{resolved.name}[/] ({resolved.method}, task {resolved.task}) "
-        f"for {resolved.train.iterations} steps → {out}"
+        f"training [bold]{escape(resolved.name)}[/] ({resolved.method}, task {resolved.task}) "
+        f"for {resolved.train.iterations} steps → {escape(str(out))}"
     )
 
     def log(record: dict) -> None:
@@ -93,9 +123,11 @@ def train(
             log=log,
             device=torch_device,
             stage=stage,
+            overwrite=overwrite,
+            info=lambda line: console.print(line, markup=False),
         )
     except (CheckpointError, PresetError, ValueError) as err:
-        console.print(f"error: {err}")
+        console.print(f"error: {err}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     console.print(f"done at step {result.step}: {result.weights}")
     if json_out:

@@ -434,14 +434,20 @@ def plan_perceptual(
     """Check every requested perceptual metric's weight files before anything runs.
 
     A metric whose files are missing is reported in one line (which files, which directory)
-    and dropped; the others still run. pyiqa itself is imported only when at least one metric
-    has all its files, so the core install (without the extra) reports the missing files too.
+    and dropped; the others still run. Where pyiqa is not installed at all (the core
+    environment) each perceptual metric gets one line saying so and how to install it; pyiqa
+    itself is imported only when at least one metric has all its files.
     """
     from irctl.metrics import perceptual
 
     wanted = [m for m in metrics if m in perceptual.PERCEPTUAL_METRICS]
     plan = PerceptualPlan()
     if not wanted:
+        return plan
+    if not perceptual.pyiqa_installed():  # the core environment: no weights to speak of
+        for metric in wanted:
+            on_error(f"{metric}: {perceptual.NOT_INSTALLED}")
+        plan.failed.extend(wanted)
         return plan
     directory = perceptual.weights_directory(weights_dir)
     usable = []

@@ -81,11 +81,20 @@ def load_restorer(
 def resolve_options(restorer: Restorer, **overrides: Any) -> SampleOptions:
     """The run's options: the preset's defaults with the user's overrides (the keywords of
     :meth:`SampleOptions.from_preset`), validated once against what the model offers (a
-    one-line ValueError: unknown sampler, steps out of range). A model that runs one forward
-    pass ignores sampler and steps."""
+    one-line ValueError: unknown sampler, steps out of range, a tile below the networks'
+    padding multiple, an overlap not below the tile), right after the model loads and before
+    any image is read. A model that runs one forward pass ignores sampler and steps."""
     options = SampleOptions.from_preset(restorer.preset, **overrides)
     if restorer.sampling is not None:
         restorer.sampling.check(options.sampler, options.steps)
+    elif options.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {options.steps}")
+    multiple = restorer.tile_multiple()
+    if 0 < options.tiles.tile < multiple:
+        raise ValueError(
+            f"--tile {options.tiles.tile} is smaller than the network's padding multiple "
+            f"{multiple}: use 0 (whole image) or at least {multiple}"
+        )
     return options
 
 

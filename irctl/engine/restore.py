@@ -345,7 +345,7 @@ def restore_folder(
     """Run ``irctl restore``: raises :class:`UsageError` (one line) for anything wrong before
     the first image; per-job problems are reported and counted, never raised."""
     try:
-        files = discover(request.src, stdin=stdin, recursive=request.recursive)
+        files = discover(request.src, stdin=stdin, recursive=request.recursive, exclude=request.dst)
         device = resolve_device(request.device)
         restorer = load_restorer(
             weights=request.weights,

@@ -272,6 +272,8 @@ def train(
     log: LogFn | None = None,
     device: torch.device | None = None,
     stage: str | None = None,
+    overwrite: bool = False,
+    info: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train ``preset`` into ``out``; with ``resume`` continue from ``out``'s last checkpoint.
 
@@ -279,14 +281,16 @@ def train(
     trains every stage in order, skipping those already finished when resuming. ``stop_at``
     ends a stage early at that step (checkpointed), for time-sliced jobs; the learning-rate
     schedule still spans the stage's iterations.
+
+    A run folder that already holds a run (weights, optimiser state or log of a stage to
+    train) is refused unless ``resume`` continues it or ``overwrite`` starts it over: the
+    bundled models took most of an hour each, and a forgotten --resume must not erase them.
+    ``info`` hears one line as each stage starts (its steps, the step it resumed from), long
+    before the first logged step.
     """
     restorer = build_restorer(preset)
     stages = list(restorer.stages)
-    if stage is not None and stage not in stages:
-        raise ValueError(f"{preset.name}: no stage {stage!r}; stages: {', '.join(stages)}")
-    todo = [stage] if stage is not None else stages
-    if resume and not any(_has_weights(stage_dir(out, stages, name)) for name in todo):
-        raise CheckpointError(f"{out}: no checkpoint to resume from (train without --resume)")
+    todo = check_run_folder(preset, out, resume=resume, overwrite=overwrite, stage=stage)
     result: TrainResult | None = None
     for name in todo:
         iterations = preset.train.for_stage(name).iterations
@@ -298,12 +302,47 @@ def train(
             result = TrainResult(stage_dir(out, stages, name) / WEIGHTS_NAME, iterations, {})
             continue
         result = _train_stage(
-            preset, out, stages, name, resume=resume, stop_at=stop_at, log=log, device=device
+            preset,
+            out,
+            stages,
+            name,
+            resume=resume,
+            stop_at=stop_at,
+            log=log,
+            device=device,
+            info=info,
+            overwrite=overwrite,
         )
         if result.step < iterations:  # stopped early: later stages wait for a --resume
             break
     assert result is not None
     return result
+
+
+def check_run_folder(
+    preset: Preset, out: Path, *, resume: bool, overwrite: bool, stage: str | None
+) -> list[str]:
+    """The stages to train, once ``out`` is known to suit the request: one line (ValueError,
+    :class:`CheckpointError`) for an unknown stage, --resume with nothing to resume, or a
+    previous run that neither --resume nor --overwrite says what to do with. Cheap: the CLI
+    calls it before it prints anything."""
+    stages = list(build_restorer(preset).stages)
+    if stage is not None and stage not in stages:
+        raise ValueError(
+            f"--stage {stage!r}: {preset.name} has no such stage; stages: {', '.join(stages)}"
+        )
+    if resume and overwrite:
+        raise ValueError("--resume continues a run and --overwrite starts it over: give one")
+    todo = [stage] if stage is not None else stages
+    if resume and not any(_has_weights(stage_dir(out, stages, name)) for name in todo):
+        raise CheckpointError(f"{out}: no checkpoint to resume from (train without --resume)")
+    existing = [f for name in todo for f in run_files(stage_dir(out, stages, name))]
+    if existing and not resume and not overwrite:
+        raise RunExistsError(
+            f"{out} already holds a training run ({existing[0]}); continue it with --resume, "
+            "or start it over with --overwrite"
+        )
+    return todo
 
 
 def _start_from_previous_stage(
@@ -348,6 +387,8 @@ def _train_stage(
     stop_at: int | None,
     log: LogFn | None,
     device: torch.device | None,
+    info: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     cfg = preset.train.for_stage(stage)
     out = stage_dir(root, stages, stage)
@@ -361,6 +402,9 @@ def _train_stage(
     for m in all_modules.values():
         m.to(device)
     _start_from_previous_stage(root, stages, stage, restorer)
+    # checked, now start over: no old weights beside a new, shorter log (rank 0 owns the files)
+    for old in run_files(out) if overwrite and ctx.is_main else []:
+        old.unlink(missing_ok=True)
     modules = restorer.trainable(stage)
     for name, m in all_modules.items():
         m.requires_grad_(name in modules)
@@ -377,7 +421,15 @@ def _train_stage(
     )
     validate = _Validator(preset, cfg, stage, device, degradation) if ctx.is_main else None
     end = min(cfg.iterations, stop_at) if stop_at is not None else cfg.iterations
+    if info is not None and ctx.is_main:
+        named = f"stage {stage}: " if len(stages) > 1 else ""
+        resumed = f", resumed from step {step}" if step else ""
+        info(
+            f"{named}training {preset.name} steps {step + 1}..{end} of {cfg.iterations}"
+            f"{resumed} on {device}; a log line every {cfg.log_every} steps"
+        )
     last_val: dict[str, float] = {}
+    logged_at = step  # sec_per_step divides by the steps since the previous log line
     log_file = (out / "log.jsonl").open("a") if ctx.is_main else None
     tic = time.perf_counter()
     try:
@@ -405,9 +457,9 @@ def _train_stage(
                     **({"stage": stage} if len(stages) > 1 else {}),
                     "lr": lr,
                     **scalars,
-                    "sec_per_step": elapsed / cfg.log_every,
+                    "sec_per_step": elapsed / (step - logged_at),
                 }
-                tic = time.perf_counter()
+                tic, logged_at = time.perf_counter(), step
             if ctx.active and step == end:
                 record = {
                     **record,
@@ -442,6 +494,16 @@ def _train_stage(
 
 def _has_weights(out: Path) -> bool:
     return (out / WEIGHTS_NAME).is_file()
+
+
+class RunExistsError(CheckpointError):
+    """The run folder holds a previous run and neither --resume nor --overwrite was given."""
+
+
+def run_files(folder: Path) -> list[Path]:
+    """What a stage's run leaves in its folder: weights, optimiser state, log."""
+    files = (folder / WEIGHTS_NAME, state_path(folder / WEIGHTS_NAME), folder / "log.jsonl")
+    return [f for f in files if f.is_file()]
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -21,7 +21,11 @@ STDIN_MARKER = "-"
 
 
 def discover(
-    src: str | os.PathLike[str], *, stdin: TextIO | None = None, recursive: bool = True
+    src: str | os.PathLike[str],
+    *,
+    stdin: TextIO | None = None,
+    recursive: bool = True,
+    exclude: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """List the input files named by ``src``.
 
@@ -30,12 +34,16 @@ def discover(
     by relative path, skipping hidden entries and temp files; a single file is returned
     as is. Explicitly named files are never filtered by suffix: the reader then reports
     them as errors instead of the run silently doing nothing with them.
+
+    ``exclude`` (the output folder) is not walked when it lies inside ``src``: its files are
+    a previous run's outputs, and restoring them again nests ``restored/restored/...`` one
+    level deeper on every rerun.
     """
     if str(src) == STDIN_MARKER:
         return _paths_from_lines(stdin if stdin is not None else sys.stdin)
     root = Path(src)
     if root.is_dir():
-        return _images_in(root, recursive=recursive)
+        return _images_in(root, recursive=recursive, exclude=exclude)
     if root.exists():
         return [root]
     raise FileNotFoundError(f"{src}: no such file or directory")
@@ -53,8 +61,12 @@ def _paths_from_lines(lines: Iterable[str]) -> list[Path]:
     return paths
 
 
-def _images_in(root: Path, *, recursive: bool) -> list[Path]:
-    relative = [path.relative_to(root) for path in _walk_files(root, recursive=recursive)]
+def _images_in(
+    root: Path, *, recursive: bool, exclude: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    skip = _identity(exclude) if exclude is not None and os.path.isdir(exclude) else None
+    walked = _walk_files(root, recursive=recursive, skip=skip)
+    relative = [path.relative_to(root) for path in walked]
     relative = [rel for rel in relative if _is_candidate(rel.name)]
     return [root / rel for rel in sorted(relative, key=lambda rel: rel.parts)]
 
@@ -68,12 +80,15 @@ def _is_candidate(name: str) -> bool:
     )
 
 
-def _walk_files(root: Path, *, recursive: bool) -> Iterator[Path]:
-    """Files under ``root``, following directory symlinks but never looping."""
+def _walk_files(
+    root: Path, *, recursive: bool, skip: tuple[int, int] | None = None
+) -> Iterator[Path]:
+    """Files under ``root``, following directory symlinks but never looping, and never inside
+    the directory ``skip`` (device, inode: the same folder by any name or link)."""
     visited: set[tuple[int, int]] = set()
     for current, dirs, files in os.walk(root, followlinks=True):
         identity = _identity(current)
-        if identity in visited:
+        if identity in visited or identity == skip:
             dirs[:] = []
             continue
         visited.add(identity)
@@ -82,7 +97,7 @@ def _walk_files(root: Path, *, recursive: bool) -> Iterator[Path]:
             yield Path(current) / name
 
 
-def _identity(directory: str) -> tuple[int, int]:
+def _identity(directory: str | os.PathLike[str]) -> tuple[int, int]:
     info = os.stat(directory)
     return (info.st_dev, info.st_ino)
 
@@ -188,3 +203,81 @@ def shard(files: list[T], rank: int, world: int) -> list[T]:
     if not 0 <= rank < world:
         raise ValueError(f"rank must be in [0, {world}), got {rank}")
     return files[rank::world]
+
+
+# --- options checked before anything runs (the CLI calls these; each raises one ValueError
+# line naming the value and what is allowed) ------------------------------------------------
+
+
+def check_source(src: str) -> str:
+    """``--src``: ``-`` (paths on stdin) or an existing file or folder."""
+    if src != STDIN_MARKER and not os.path.exists(src):
+        raise ValueError(f"{src!r} does not exist; give a folder, an image file or '-' (stdin)")
+    return src
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """A folder that is there or can be made: not a file, and its nearest existing ancestor a
+    writable folder. Found before the model loads, not after the first restore."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file, not a folder; give a folder")
+    _check_creatable(path)
+    return path
+
+
+def check_folder_path(path: str | os.PathLike[str]) -> Path:
+    """A folder, or a path where one could be (nothing but folders above it): where files
+    are looked for that may not be there yet (perceptual weights)."""
+    path = Path(path)
+    existing = Path(os.path.abspath(path))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{str(path)!r} cannot be a folder: {str(existing)!r} is a file")
+    return path
+
+
+def check_output_file(path: str | os.PathLike[str], suffixes: tuple[str, ...] = ()) -> Path:
+    """A file that can be written: not a folder, in a folder that is there or can be made,
+    with one of ``suffixes`` (any when empty)."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{str(path)!r} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; give a file name")
+    _check_creatable(path.parent)
+    return path
+
+
+def _check_creatable(folder: Path) -> None:
+    """``folder`` exists, or its nearest existing ancestor is a folder we may write into."""
+    target = Path(os.path.abspath(folder))
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{str(folder)!r} cannot be created: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == target:
+            raise ValueError(f"{str(folder)!r} is not writable")
+        raise ValueError(f"{str(folder)!r} cannot be created: {str(existing)!r} is not writable")
+
+
+def check_ext(ext: str) -> str:
+    """``--ext``: a format irctl writes (png, jpg, tif...), with or without its dot; refused
+    before the model runs, not after it has restored every image."""
+    normalised = _normalise_ext(ext.strip().lower())
+    if normalised not in SUPPORTED_SUFFIXES:
+        allowed = ", ".join(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
+        raise ValueError(f"cannot write {ext!r} files; choose {allowed}")
+    return ext
+
+
+def check_suffix(suffix: str) -> str:
+    """``--suffix`` is appended to a file name: a path separator would put the output in
+    another folder, a NUL byte cannot be in a name."""
+    bad = [c for c in (os.sep, os.altsep, "\0") if c and c in suffix]
+    if bad:
+        raise ValueError(f"{suffix!r} contains {bad[0]!r}; a suffix cannot hold {os.sep!r} or NUL")
+    return suffix

@@ -100,6 +100,13 @@ class LatentRefusionRestorer(RestorerBase):
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         return matching_loss(self.net, self.schedule, x0, mu, t, noise, batch.cond)
 
+    def tile_multiple(self) -> int:
+        """The compressor's multiple: it is the network that sees image pixels. The latent
+        network rounds its tiles up to its own multiple on the coarser grid (``factor`` ×
+        ``net.multiple`` image pixels) by itself; requiring that much of ``--tile`` would
+        refuse the 32-pixel tiles the recorded golden outputs were made with."""
+        return self.compressor.config.multiple
+
     def tilers(self, options: SampleOptions) -> tuple[Tiler, Tiler]:
         """(compressor tiler, latent-network tiler), both on the latent grid (``--tile`` and
         ``--tile-overlap`` are image pixels). Compressor tiles are whole multiples of its

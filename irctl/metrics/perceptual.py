@@ -275,6 +275,18 @@ def configure_cache(weights_dir: Path | None) -> None:
         os.environ[var] = "1"
 
 
+#: What the core environment says for a perceptual metric: pyiqa is not there at all (its
+#: missing weight files would be beside the point).
+NOT_INSTALLED = "pyiqa is not installed (the `perceptual` extra: tools/perceptual-env.sh)"
+
+
+def pyiqa_installed() -> bool:
+    """Whether pyiqa can be found, without importing it (and torchvision) yet."""
+    import importlib.util
+
+    return importlib.util.find_spec("pyiqa") is not None
+
+
 def _import_pyiqa() -> Any:
     try:
         import pyiqa

@@ -139,7 +139,8 @@ def _atomic_write_csv(path: Path, lines: Sequence[Sequence[str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.partial")
     try:
-        with open(tmp, "x", encoding="utf-8", newline="") as fh:
+        # a name that is not UTF-8 is written as the bytes it is, not a crash after scoring
+        with open(tmp, "x", encoding="utf-8", errors="surrogateescape", newline="") as fh:
             fh.write(buffer.getvalue())
             fh.flush()
             os.fsync(fh.fileno())

@@ -24,6 +24,7 @@ from irctl.config import DegradationConfig, Preset
 from irctl.io.folders import output_path
 from irctl.io.images import DEFAULT_MAX_PIXELS, Image, ImageReadError, read_image
 from irctl.io.metadata import ImageMeta
+from irctl.io.names import json_name, shown
 from irctl.io.verify import HeaderError, image_size
 
 if TYPE_CHECKING:
@@ -50,18 +51,20 @@ class Job:
         return next(iter(self.outputs.values()))
 
     def describe(self) -> str:
-        """'src → dst', or with several files all inputs and all outputs."""
-        return f"{' + '.join(map(str, self.inputs.values()))} → " + " + ".join(
-            map(str, self.outputs.values())
+        """'src → dst', or with several files all inputs and all outputs; names escaped to
+        one printable line (irctl/io/names.py)."""
+        return f"{' + '.join(map(shown, self.inputs.values()))} → " + " + ".join(
+            map(shown, self.outputs.values())
         )
 
     def as_json(self) -> dict[str, str]:
-        """``src``/``dst`` for the first files, ``src_<role>``/``dst_<role>`` for the others."""
-        row = {"src": str(self.src), "dst": str(self.dst)}
+        """``src``/``dst`` for the first files, ``src_<role>``/``dst_<role>`` for the others,
+        each as printable text plus ``<key>_hex``, its exact bytes (irctl/io/names.py)."""
+        row = {**json_name("src", self.src), **json_name("dst", self.dst)}
         for role, path in list(self.inputs.items())[1:]:
-            row[f"src_{role}"] = str(path)
+            row.update(json_name(f"src_{role}", path))
         for role, path in list(self.outputs.items())[1:]:
-            row[f"dst_{role}"] = str(path)
+            row.update(json_name(f"dst_{role}", path))
         return row
 
 
