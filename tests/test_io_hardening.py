@@ -339,7 +339,9 @@ def test_chatter_capture_is_per_thread_and_keeps_other_threads_output(
         thread.join()
     err = capfd.readouterr().err
     assert "libpng" not in err
-    assert [line for line in err.splitlines()] == [f"progress line {i}" for i in range(40)]
+    # Every other line arrives exactly once; one printed during a decode is delayed by it
+    # (io/chatter.py), so lines written right after the decode may overtake it.
+    assert sorted(err.splitlines()) == sorted(f"progress line {i}" for i in range(40))
     assert {outcome for name, outcome in outcomes if name == "ok.png"} == {"ok"}
     bad = {outcome for name, outcome in outcomes if name == "bad.png"}
     assert len(bad) == 1 and "stored block lengths" in bad.pop()
