@@ -339,12 +339,16 @@ def test_chatter_capture_is_per_thread_and_keeps_other_threads_output(
         thread.join()
     err = capfd.readouterr().err
     assert "libpng" not in err
-    # Every other line arrives exactly once; one printed during a decode is delayed by it
-    # (io/chatter.py), so lines written right after the decode may overtake it.
-    assert sorted(err.splitlines()) == sorted(f"progress line {i}" for i in range(40))
     assert {outcome for name, outcome in outcomes if name == "ok.png"} == {"ok"}
     bad = {outcome for name, outcome in outcomes if name == "bad.png"}
-    assert len(bad) == 1 and "stored block lengths" in bad.pop()
+    assert bad and all("stored block lengths" in reason for reason in bad)
+    # Every other line arrives: one printed during a decode is delayed by it (io/chatter.py),
+    # and one printed between the two writes libpng makes of its message ("libpng error: …",
+    # then the newline) is inseparable from it and ends up in that file's reason.
+    reasons = " ".join(bad)
+    for i in range(40):
+        line = f"progress line {i}"
+        assert line in err.splitlines() or line in reasons, line
 
 
 def test_tifffile_log_records_go_into_the_reason(tmp_path: Path, caplog) -> None:

@@ -17,7 +17,10 @@ Two mechanisms, because the chatter takes two routes:
 * :func:`c_stderr_chatter` — C code writing to fd 2. A file descriptor is shared by every thread,
   so this redirects fd 2 to a temporary file under a process-wide lock (one such block at a time)
   and, afterwards, writes back every line that is not library chatter: whatever another thread
-  printed meanwhile (a progress line, another file's error) is delayed by the decode, never lost.
+  printed meanwhile (a progress line, another file's error) is delayed by the decode, never
+  lost — except a line written between the two pieces libpng writes its message in
+  (``libpng error: …``, then the newline), which cannot be told apart from it and ends up in
+  that file's reason.
   The price is that PNG decoding (libpng is the C library that prints) runs one file at a
   time across reader threads; decoding is a small part of a restore, and libpng also prints
   warnings about good files (``iCCP: known incorrect sRGB profile``) that would otherwise
