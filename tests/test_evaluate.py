@@ -223,9 +223,9 @@ def _many(tmp_path: Path, n: int, *, bad: tuple[int, ...] = ()) -> list[tuple[Pa
 def _jittery_reader(monkeypatch: pytest.MonkeyPatch) -> None:
     """Reads that take 0-3 ms depending on the file, so threads finish out of order."""
 
-    def read(path):
+    def read(path, **options):
         time.sleep((zlib.crc32(str(path).encode()) % 4) / 1000)
-        return read_image(path)
+        return read_image(path, **options)
 
     monkeypatch.setattr(evaluate_module, "read_image", read)
 
@@ -277,8 +277,8 @@ def test_pairs_in_flight_are_bounded(
     lock = threading.Lock()
     state = {"read": 0, "done": 0, "max": 0}
 
-    def read(path):
-        image = read_image(path)
+    def read(path, **options):
+        image = read_image(path, **options)
         with lock:
             state["read"] += 1
             state["max"] = max(state["max"], state["read"] - 2 * state["done"])

@@ -189,6 +189,21 @@ def test_eval_holds_images_to_the_default_limit(tmp_path: Path) -> None:
     assert "20000x20000" in result.errors[0] and "pixel limit" in result.errors[0]
 
 
+def test_eval_max_pixels_changes_the_limit(tmp_path: Path) -> None:
+    """A ×4 output of a large photo can exceed the default: ``--max-pixels`` is eval's too."""
+    from irctl.engine.evaluate import evaluate_folders
+
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    for folder in (pred, gt):
+        write_image(folder / "a.png", np.zeros((8, 12, 3), np.float32), dtype=np.uint8)
+    small = evaluate_folders(pred, gt, ["psnr"], max_pixels=95)
+    assert len(small.errors) == 1 and "8x12" not in small.errors[0]
+    assert "12x8" in small.errors[0] and "pixel limit" in small.errors[0]
+    assert not small.errors[0].count("\n")
+    assert evaluate_folders(pred, gt, ["psnr"], max_pixels=96).errors == []
+    assert evaluate_folders(pred, gt, ["psnr"], max_pixels=0).errors == []
+
+
 # --------------------------------------------------------------------------- non-finite values
 
 

@@ -17,6 +17,7 @@ from irctl.cli.common import EXIT_OK, EXIT_PARTIAL_FAILURE, EXIT_USAGE, checked,
 from irctl.engine.evaluate import DEFAULT_WORKERS, EvalResult, evaluate_folders
 from irctl.engine.options import check_device, check_metrics
 from irctl.io.folders import check_folder_path, check_output_dir, check_output_file
+from irctl.io.images import DEFAULT_MAX_PIXELS
 from irctl.io.names import shown
 from irctl.metrics.fidelity import LOWER_IS_BETTER
 from irctl.metrics.report import write_per_image_csv, write_summary_csv
@@ -82,6 +83,13 @@ def evaluate(
         min=1,
         help="Threads that read and score image pairs in parallel. At most 2 x workers pairs "
         "are in memory at once, however many images the folders hold.",
+    ),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        min=0,
+        help="Largest image (width x height) to read; a larger one is that pair's error line, "
+        "refused from its header before decoding (0 = no limit).",
     ),
     sheet: Path | None = typer.Option(
         None,
@@ -219,6 +227,7 @@ def evaluate(
                 progress=lambda: progress.advance(task),
                 on_total=lambda n: progress.update(task, total=n),
                 workers=workers,
+                max_pixels=max_pixels,
             )
         except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
             # evaluate_folders raises these only before reading any image: a usage error.

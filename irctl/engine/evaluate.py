@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from irctl.io.folders import discover, pair_by_stem
-from irctl.io.images import ImageReadError, read_image
+from irctl.io.images import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from irctl.metrics.fidelity import METRICS, max_value_for
 from irctl.metrics.fidelity import crop_border as crop_border_fn
 from irctl.metrics.report import summarize
@@ -118,7 +118,7 @@ class _PairError(Exception):
     """A pair that cannot be evaluated; ``str()`` is the ``"path: reason"`` line."""
 
 
-def _load(path: Path) -> tuple[NDArray, float]:
+def _load(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[NDArray, float]:
     """Read an image as HxWxC on its file's own scale, plus that scale's peak value.
 
     Integer files come back as the exact integers stored in the file (``rint`` undoes the
@@ -126,7 +126,7 @@ def _load(path: Path) -> tuple[NDArray, float]:
     rounding is exact). Float files stay float in [0, 1].
     """
     try:
-        image = read_image(path)
+        image = read_image(path, max_pixels=max_pixels)
     except ImageReadError as exc:
         raise _PairError(str(exc)) from exc
     except OSError as exc:  # a reader bug should not abort a whole benchmark
@@ -155,6 +155,7 @@ def _evaluate_pair(
     crop_border: int,
     y_channel: bool,
     for_extra: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> _Scored:
     """Fidelity metrics for one pair, or ``_PairError`` with a user-facing reason.
 
@@ -162,8 +163,8 @@ def _evaluate_pair(
     ``crop_border`` applied, never Y-converted) for an extra scorer; otherwise ``None``, and the
     decoded pixels die with this call.
     """
-    gt, gt_max = _load(gt_path)
-    pred, pred_max = _load(pred_path)
+    gt, gt_max = _load(gt_path, max_pixels)
+    pred, pred_max = _load(pred_path, max_pixels)
     (gh, gw, gc), (ph, pw, pc) = gt.shape, pred.shape
     if (ph, pw) != (gh, gw):
         raise _PairError(
@@ -216,6 +217,7 @@ def evaluate_pairs(
     workers: int = DEFAULT_WORKERS,
     extra: ExtraScorer | None = None,
     extra_names: Iterable[str] = (),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[Row]:
     """Evaluate ``(prediction, ground_truth)`` pairs; one row per pair that could be evaluated.
 
@@ -283,6 +285,7 @@ def evaluate_pairs(
                     crop_border=crop_border,
                     y_channel=y_channel,
                     for_extra=for_extra,
+                    max_pixels=max_pixels,
                 )
                 pending.append((Path(pred_path), future))
             while pending:
@@ -329,6 +332,7 @@ def evaluate_folders(
     workers: int = DEFAULT_WORKERS,
     extra: ExtraScorer | None = None,
     extra_names: Iterable[str] = (),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> EvalResult:
     """Evaluate every prediction in ``pred_dir`` against the same-stem image in ``gt_dir``.
 
@@ -374,6 +378,7 @@ def evaluate_folders(
         workers=workers,
         extra=extra,
         extra_names=extra_names,
+        max_pixels=max_pixels,
     )
     by_stem = {gt_path.stem: (pred_path, gt_path) for pred_path, gt_path in pairs}
     sources = {str(row["name"]): by_stem[str(row["name"])] for row in rows}
