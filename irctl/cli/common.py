@@ -9,8 +9,12 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from typer._click.exceptions import ClickException  # Typer vendors Click; no public alias
 from typer.core import TyperCommand, TyperGroup
+
+try:  # Typer >= 0.26 vendors Click under a private name and does not re-export its exceptions
+    from typer._click.exceptions import ClickException
+except ImportError:  # older Typer (pyproject allows >= 0.12) depends on Click itself
+    from click.exceptions import ClickException  # type: ignore[no-redef]
 
 #: Exit codes: 0 all good, 1 some inputs failed (the rest were processed), 2 usage/config error.
 EXIT_OK = 0
