@@ -218,3 +218,22 @@ def test_one_texture_prior_serves_another_task(trained_run: Path, tmp_path: Path
     shutil.copytree(trained_run / "prior", other / "prior")
     with pytest.raises(CheckpointError, match="different preset"):
         train(preset_from_dict(wider), other, resume=True)
+
+
+def test_every_dtpm_preset_shares_one_texture_prior() -> None:
+    """The bundled DTPM presets agree on everything stage I depends on, so one trained prior
+    serves them all (README): a copied recipe drifting in one file would break that."""
+    from irctl.engine.train import same_preset_until
+    from irctl.presets import available_presets
+
+    reference = load_preset(PRESET)
+    names = [n for n in available_presets() if load_preset(n).method == "dtpm"]
+    assert len(names) >= 5
+    tasks = set()
+    for name in names:
+        preset = load_preset(name)
+        restorer = build_restorer(preset)
+        depends = restorer.stage_depends_on("prior")
+        assert same_preset_until(reference, preset, restorer.stages, "prior", depends), name
+        tasks.add(preset.task)
+    assert {"desnow", "deblur", "defocus", "raindrop", "derain-dehaze"} <= tasks
