@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irctl.nets.layers import LAYER_NORMS, TimeEmbedding
-from irctl.nets.nafnet import NAFBlock
+from irctl.nets.nafnet import NAFBlock, add_unet_levels
 
 #: The semantic encoders a preset can name (``network.semantic``).
 SEMANTIC_ENCODERS = ("learned", "resnet18", "none")
@@ -186,18 +186,7 @@ class TexturePrior(nn.Module):
                 [AdaLNBlock(c, time_dim, block_code, cfg.layer_norm) for _ in range(n)]
             )
 
-        self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
-        self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
-        c = w
-        for n in cfg.enc_blocks:
-            self.encoders.append(blocks(n, c))
-            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
-            c *= 2
-        self.middle = blocks(cfg.middle_blocks, c)
-        for n in cfg.dec_blocks:
-            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
-            c //= 2
-            self.decoders.append(blocks(n, c))
+        add_unet_levels(self, w, cfg.enc_blocks, cfg.middle_blocks, cfg.dec_blocks, blocks)
         self.ending = nn.Conv2d(w, cfg.channels, 3, padding=1)
 
     @property

@@ -9,6 +9,7 @@ against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -153,6 +154,39 @@ class NAFBlock(nn.Module):
         return y + x * self.gamma
 
 
+def add_unet_levels(
+    module: nn.Module,
+    width: int,
+    enc_blocks: tuple[int, ...],
+    middle_blocks: int,
+    dec_blocks: tuple[int, ...],
+    blocks: Callable[[int, int], nn.ModuleList],
+    icnr: bool = False,
+) -> None:
+    """NAFNet's U-Net levels as attributes of ``module``: ``encoders`` and ``downs`` (2×2
+    stride-2 convs, channels doubling), ``middle``, ``ups`` (1×1 conv + PixelShuffle(2), ICNR-
+    initialised with ``icnr``) and ``decoders``; ``blocks(n, c)`` makes one level's n blocks of
+    c channels (NAFNet's, or DTPM's AdaLN ones). Forward passes add each encoder level's output
+    to the decoder level of the same size."""
+    module.encoders = nn.ModuleList()
+    module.downs = nn.ModuleList()
+    module.ups = nn.ModuleList()
+    module.decoders = nn.ModuleList()
+    c = width
+    for n in enc_blocks:
+        module.encoders.append(blocks(n, c))
+        module.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+        c *= 2
+    module.middle = blocks(middle_blocks, c)
+    for n in dec_blocks:
+        expand = nn.Conv2d(c, 2 * c, 1, bias=False)
+        if icnr:
+            icnr_(expand)
+        module.ups.append(nn.Sequential(expand, nn.PixelShuffle(2)))
+        c //= 2
+        module.decoders.append(blocks(n, c))
+
+
 class _UNetBody(nn.Module):
     """NAFNet's encoder/middle/decoder, shared by the plain and the conditional networks."""
 
@@ -165,29 +199,15 @@ class _UNetBody(nn.Module):
         self.global_skip = cfg.global_skip
         self.intro = nn.Conv2d(in_channels, w, 3, padding=1)
         self.ending = nn.Conv2d(w, cfg.channels, 3, padding=1)
-        self.encoders = nn.ModuleList()
-        self.downs = nn.ModuleList()
-        self.ups = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        c = w
 
         def blocks(n: int, c: int) -> nn.ModuleList:
             return nn.ModuleList(
                 [NAFBlock(c, time_dim, cond_dim, cfg.layer_norm) for _ in range(n)]
             )
 
-        for n in cfg.enc_blocks:
-            self.encoders.append(blocks(n, c))
-            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
-            c *= 2
-        self.middle = blocks(cfg.middle_blocks, c)
-        for n in cfg.dec_blocks:
-            expand = nn.Conv2d(c, 2 * c, 1, bias=False)
-            if cfg.icnr:
-                icnr_(expand)
-            self.ups.append(nn.Sequential(expand, nn.PixelShuffle(2)))
-            c //= 2
-            self.decoders.append(blocks(n, c))
+        add_unet_levels(
+            self, w, cfg.enc_blocks, cfg.middle_blocks, cfg.dec_blocks, blocks, icnr=cfg.icnr
+        )
 
     def forward(self, x: Tensor, temb: Tensor | None, cemb: Tensor | None = None) -> Tensor:
         h, w = x.shape[-2:]
