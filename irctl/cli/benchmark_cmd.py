@@ -9,43 +9,29 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from irctl.cli.common import EXIT_USAGE, checked, stderr_console
+from irctl.cli.common import (
+    EXIT_USAGE,
+    checked,
+    preset_option,
+    stderr_console,
+    task_option,
+    weights_option,
+)
 from irctl.config import PresetError
 from irctl.engine.options import (
     check_device,
     check_preset,
-    check_task,
     parse_names,
     parse_sizes,
     parse_tiles,
 )
 from irctl.io.folders import check_output_file
-from irctl.tasks import DEFAULT_TASK
 
 
 def benchmark(
-    task: str = typer.Option(
-        DEFAULT_TASK,
-        "--task",
-        "-t",
-        help="Task whose bundled model to time.",
-        callback=checked(check_task),
-    ),
-    preset: str = typer.Option(
-        None,
-        "--preset",
-        "-p",
-        help="Preset with bundled weights.",
-        callback=checked(check_preset),
-    ),
-    weights: Path = typer.Option(
-        None,
-        "--weights",
-        "-w",
-        exists=True,
-        dir_okay=False,
-        help="A .safetensors checkpoint.",
-    ),
+    task: str = task_option("Task whose bundled model to time."),
+    preset: str = preset_option(None, "Preset with bundled weights."),
+    weights: Path = weights_option("A .safetensors checkpoint."),
     sizes: str = typer.Option(
         "256,1024",
         "--sizes",

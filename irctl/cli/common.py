@@ -54,6 +54,27 @@ def checked(check: Callable[[Any], object]) -> Callable[[Any], Any]:
     return callback
 
 
+def task_option(help: str) -> Any:
+    """``--task/-t`` (default: the default task), checked as it is parsed."""
+    from irctl.engine.options import check_task
+    from irctl.tasks import DEFAULT_TASK
+
+    return typer.Option(DEFAULT_TASK, "--task", "-t", help=help, callback=checked(check_task))
+
+
+def preset_option(default: Any, help: str) -> Any:
+    """``--preset/-p`` (a bundled preset's name or a .toml path), checked as it is parsed;
+    ``...`` as the default makes it required."""
+    from irctl.engine.options import check_preset
+
+    return typer.Option(default, "--preset", "-p", help=help, callback=checked(check_preset))
+
+
+def weights_option(help: str) -> Any:
+    """``--weights/-w``: an existing checkpoint file."""
+    return typer.Option(None, "--weights", "-w", exists=True, dir_okay=False, help=help)
+
+
 def markdown_safe(text: str) -> str:
     """Help text as literal text under Typer's Markdown rendering, which drops ``<stem>`` and
     ``<preset>`` as HTML tags (the help then says ``runs/`` and ``_mask.*``)."""

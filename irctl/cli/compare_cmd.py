@@ -8,26 +8,18 @@ from pathlib import Path
 
 import typer
 
-from irctl.cli.common import EXIT_USAGE, checked, stderr_console
+from irctl.cli.common import EXIT_USAGE, checked, stderr_console, task_option
 from irctl.engine.options import (
     check_classical,
     check_device,
     check_models,
-    check_task,
     parse_sampler_runs,
 )
 from irctl.io.folders import check_output_dir
-from irctl.tasks import DEFAULT_TASK
 
 
 def compare(
-    task: str = typer.Option(
-        DEFAULT_TASK,
-        "--task",
-        "-t",
-        help="Task whose held-out photos to use.",
-        callback=checked(check_task),
-    ),
+    task: str = task_option("Task whose held-out photos to use."),
     models: str = typer.Option(
         None,
         "--models",

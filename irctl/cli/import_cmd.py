@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from irctl.cli.common import EXIT_OK, EXIT_USAGE, checked, stderr_console
-from irctl.engine.options import check_overrides, check_preset
+from irctl.cli.common import EXIT_OK, EXIT_USAGE, checked, preset_option, stderr_console
+from irctl.engine.options import check_overrides
 from irctl.io.folders import check_output_file
 
 
@@ -22,13 +22,7 @@ def import_checkpoint(
         help="The authors' checkpoint file (.pth, .ckpt); twice for a model released as two "
         "files (latent Refusion: compressor and noise network).",
     ),
-    preset: str = typer.Option(
-        ...,
-        "--preset",
-        "-p",
-        help="The preset of the released model (name or .toml path).",
-        callback=checked(check_preset),
-    ),
+    preset: str = preset_option(..., "The preset of the released model (name or .toml path)."),
     out: Path = typer.Option(
         ...,
         "--out",

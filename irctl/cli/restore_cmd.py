@@ -28,14 +28,17 @@ from irctl.cli.common import (
     EXIT_USAGE,
     checked,
     markdown_safe,
+    preset_option,
     stderr_console,
+    task_option,
+    weights_option,
 )
-from irctl.engine.options import check_device, check_method, check_preset, check_task
+from irctl.engine.options import check_device, check_method
 from irctl.io.folders import check_ext, check_output_dir, check_source, check_suffix
 from irctl.io.images import DEFAULT_MAX_PIXELS
 from irctl.io.names import json_name, shown
 from irctl.methods import METHODS
-from irctl.tasks import DEFAULT_TASK, TASKS, all_task_options
+from irctl.tasks import TASKS, all_task_options
 
 
 def restore(
@@ -54,13 +57,7 @@ def restore(
         help="Output folder (created if missing; skipped when it lies inside --src).",
         callback=checked(check_output_dir),
     ),
-    task: str = typer.Option(
-        DEFAULT_TASK,
-        "--task",
-        "-t",
-        help=f"{' | '.join(TASKS)}; picks the task's bundled default model.",
-        callback=checked(check_task),
-    ),
+    task: str = task_option(f"{' | '.join(TASKS)}; picks the task's bundled default model."),
     method: str = typer.Option(
         None,
         "--method",
@@ -69,21 +66,8 @@ def restore(
         f"{' | '.join(METHODS)}.",
         callback=checked(check_method),
     ),
-    preset: str = typer.Option(
-        None,
-        "--preset",
-        "-p",
-        help="Use this preset's bundled weights instead of the task's.",
-        callback=checked(check_preset),
-    ),
-    weights: Path = typer.Option(
-        None,
-        "--weights",
-        "-w",
-        exists=True,
-        dir_okay=False,
-        help="A .safetensors checkpoint (from `irctl train`).",
-    ),
+    preset: str = preset_option(None, "Use this preset's bundled weights instead of the task's."),
+    weights: Path = weights_option("A .safetensors checkpoint (from `irctl train`)."),
     sampler: str = typer.Option(
         None,
         "--sampler",

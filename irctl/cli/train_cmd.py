@@ -8,22 +8,16 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from irctl.cli.common import EXIT_USAGE, checked, stderr_console
+from irctl.cli.common import EXIT_USAGE, checked, preset_option, stderr_console
 from irctl.config import PresetError
 from irctl.engine.checkpoint import CheckpointError
-from irctl.engine.options import check_device, check_overrides, check_preset
+from irctl.engine.options import check_device, check_overrides
 from irctl.io.folders import check_output_dir
 from irctl.presets import apply_overrides, load_preset
 
 
 def train(
-    preset: str = typer.Option(
-        ...,
-        "--preset",
-        "-p",
-        help="Preset name (e.g. denoise-tiny) or path to a .toml file.",
-        callback=checked(check_preset),
-    ),
+    preset: str = preset_option(..., "Preset name (e.g. denoise-tiny) or path to a .toml file."),
     out: Path = typer.Option(
         None,
         "--out",
