@@ -201,7 +201,8 @@ def apply_overrides(preset: Preset, overrides: list[str]) -> Preset:
 
 
 def default_preset_for_task(task: str) -> str:
-    """The preset marked ``default = true`` for ``task``, else ``<task>-tiny``."""
+    """The preset marked ``default = true`` for ``task``, else ``<task>-tiny``, else the task's
+    only preset that ships weights (a task with one bundled model needs no flag to use it)."""
     for name in available_presets():
         preset = load_preset(name)
         if preset.task == task and preset.default:
@@ -209,6 +210,9 @@ def default_preset_for_task(task: str) -> str:
     if (presets_dir() / f"{task}-tiny.toml").is_file():
         return f"{task}-tiny"
     presets = [load_preset(n) for n in available_presets()]
+    shipped = [p.name for p in presets if p.task == task and (w := weights_path(p)) and w.is_file()]
+    if len(shipped) == 1:
+        return shipped[0]
     own = sorted(p.name for p in presets if p.task == task)
     if own:
         raise PresetError(

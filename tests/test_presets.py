@@ -110,3 +110,12 @@ def test_a_task_without_a_bundled_model_names_the_presets_to_import_for() -> Non
     assert "derain-irsde-official" in str(err.value)
     with pytest.raises(PresetError, match="no model for task 'colorize'; tasks: bokeh"):
         default_preset_for_task("colorize")
+
+
+def test_a_task_with_one_bundled_model_uses_it_without_a_default_flag() -> None:
+    """desnow ships one model (DTPM) and marks none default: `--task desnow` runs it."""
+    from irctl.presets import default_preset_for_task
+
+    preset = load_preset(default_preset_for_task("desnow"))
+    assert preset.task == "desnow" and not preset.default
+    assert weights_path(preset) is not None and weights_path(preset).is_file()

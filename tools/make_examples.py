@@ -26,6 +26,7 @@ EXAMPLES = {
     "stereo-sr": "lr",
     "sr4": "lr",
     "deblur": "blurred",
+    "desnow": "snowy",
 }
 
 

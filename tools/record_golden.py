@@ -41,6 +41,7 @@ INPUTS: dict[str, tuple[str, tuple[str, ...], tuple[int, int, int, int]]] = {
     # an LR input: 40×48 is three 32-pixel tiles down and two across
     "sr4": ("examples/sr4/lr", ("chelsea.png",), (10, 15, 40, 48)),
     "deblur": ("examples/deblur/blurred", ("chelsea.png",), (40, 60, 64, 96)),
+    "desnow": ("examples/desnow/snowy", ("chelsea.png",), (40, 60, 64, 96)),
 }
 
 #: run name → restore options (a regression model ignores sampler and steps)
