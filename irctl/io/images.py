@@ -49,12 +49,12 @@ _PNG_SUFFIXES = (".png",)
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
 _PNG_GREY_ALPHA = 4  # PNG IHDR colour type for grey + alpha
-_EXIF_ORIENTATION = 0x0112
+EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
 #: A JPEG segment holds 65533 bytes: an EXIF block from a TIFF or PNG larger than that (maker
 #: notes, thumbnails) cannot go into a JPEG output and is left out of it.
@@ -218,12 +218,12 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return array  # 1 or an invalid value: leave as stored
 
 
-def _exif_orientation(exif_bytes: bytes) -> int:
+def exif_orientation(exif_bytes: bytes) -> int:
     """Orientation from a raw EXIF block; unreadable EXIF is treated as 'no rotation'."""
     exif = PILImage.Exif()
     try:
         exif.load(exif_bytes)
-        return int(exif.get(_EXIF_ORIENTATION, 1))
+        return int(exif.get(EXIF_ORIENTATION, 1))
     except Exception:  # malformed EXIF must not make a good image unreadable
         return 1
 
@@ -271,11 +271,11 @@ class _Decoded:
 
 
 def _decoder_for(path: str | os.PathLike[str], data: bytes) -> Callable[[bytes, int], _Decoded]:
-    if data.startswith(_PNG_MAGIC):
+    if data.startswith(PNG_MAGIC):
         return _decode_png
-    if data.startswith(_JPEG_MAGIC):
+    if data.startswith(JPEG_MAGIC):
         return _decode_jpeg
-    if data.startswith(_TIFF_MAGICS):
+    if data.startswith(TIFF_MAGICS):
         return _decode_tiff
     raise ImageReadError(path, "not a JPEG/PNG/TIFF image (unrecognised content)")
 
@@ -419,7 +419,7 @@ def _decode_png(data: bytes, max_pixels: int) -> _Decoded:
     elif array.ndim == 3 and array.shape[2] == 4:
         array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
     if info.exif is not None:
-        array = _apply_orientation(array, _exif_orientation(info.exif))
+        array = _apply_orientation(array, exif_orientation(info.exif))
     meta = ImageMeta(icc=info.icc, exif=exif_upright(info.exif), dpi=info.dpi)
     return _Decoded(array, info.colour_type == _PNG_GREY_ALPHA, meta)
 
@@ -437,7 +437,7 @@ def _png_failure(libpng_said: list[str]) -> str:
 
 def _walk_png_chunks(data: bytes) -> _PngInfo:
     """Validate every chunk up to IEND; collect IHDR's fields and the metadata chunks."""
-    position = len(_PNG_MAGIC)
+    position = len(PNG_MAGIC)
     width = height = 0
     colour_type = -1
     found: dict[bytes, bytes] = {}
@@ -481,7 +481,7 @@ def _decode_jpeg(data: bytes, max_pixels: int) -> _Decoded:
         with PILImage.open(io.BytesIO(data)) as img:
             _check_size(img.width, img.height, max_pixels)
             img.load()
-            orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1))
+            orientation = int(img.getexif().get(EXIF_ORIENTATION, 1))
             array = _pil_to_array(img)
             meta = _jpeg_meta(img.info)
     except UnidentifiedImageError:
@@ -724,7 +724,7 @@ def _encode_png_grey_alpha(samples: np.ndarray) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, bit_depth, _PNG_GREY_ALPHA, 0, 0, 0)
     return b"".join(
         [
-            _PNG_MAGIC,
+            PNG_MAGIC,
             _png_chunk(b"IHDR", header),
             _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)),
             _png_chunk(b"IEND", b""),
@@ -741,8 +741,8 @@ def _with_png_chunks(png: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
     before any image data)."""
     if not chunks:
         return png
-    (length,) = struct.unpack(">I", png[len(_PNG_MAGIC) : len(_PNG_MAGIC) + 4])
-    after_header = len(_PNG_MAGIC) + 8 + length + 4
+    (length,) = struct.unpack(">I", png[len(PNG_MAGIC) : len(PNG_MAGIC) + 4])
+    after_header = len(PNG_MAGIC) + 8 + length + 4
     added = b"".join(_png_chunk(kind, body) for kind, body in chunks)
     return png[:after_header] + added + png[after_header:]
 

@@ -22,14 +22,17 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import tifffile
-from PIL import Image as PILImage
 from PIL import JpegImagePlugin
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
+from irctl.io.images import (
+    EXIF_ORIENTATION,
+    JPEG_MAGIC,
+    PNG_MAGIC,
+    TIFF_MAGICS,
+    exif_orientation,
+)
+
 _JPEG_END = b"\xff\xd9"
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-_EXIF_ORIENTATION = 0x0112
 _TIFF_ORIENTATION_TAG = 274
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF/TIFF codes that swap width and height
 _PNG_CHUNK_OVERHEAD = 12  # length, type, CRC
@@ -45,11 +48,11 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     — read from the header alone. Raises :class:`HeaderError` with a one-line reason."""
     with open(path, "rb") as handle:
         head = handle.read(8)
-    if head.startswith(_TIFF_MAGICS):
+    if head.startswith(TIFF_MAGICS):
         return _tiff_size(path)
-    if head.startswith(_PNG_MAGIC):
+    if head.startswith(PNG_MAGIC):
         return _png_size(path)
-    if head.startswith(_JPEG_MAGIC):
+    if head.startswith(JPEG_MAGIC):
         return _jpeg_size(path)
     raise HeaderError("not a PNG, JPEG or TIFF file")
 
@@ -65,7 +68,7 @@ def _jpeg_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     try:
         with JpegImagePlugin.JpegImageFile(path) as img:
             width, height = img.size
-            orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1))
+            orientation = int(img.getexif().get(EXIF_ORIENTATION, 1))
     except Exception as err:  # Pillow raises many types for damaged headers
         raise HeaderError(f"unreadable header ({_one_line(err)})") from None
     return _oriented(width, height, orientation)
@@ -82,19 +85,10 @@ def _png_size(path: str | os.PathLike[str]) -> tuple[int, int]:
             if kind == b"IHDR" and length >= 8:
                 width, height = struct.unpack(">II", handle.read(8))
             elif kind == b"eXIf":
-                orientation = _exif_orientation(handle.read(length))
+                orientation = exif_orientation(handle.read(length))
     if width is None or height is None:
         raise HeaderError("unreadable header (no IHDR chunk)")
     return _oriented(width, height, orientation)
-
-
-def _exif_orientation(block: bytes) -> int:
-    exif = PILImage.Exif()
-    try:
-        exif.load(block)
-        return int(exif.get(_EXIF_ORIENTATION, 1))
-    except Exception:  # malformed EXIF: the reader treats it as no rotation too
-        return 1
 
 
 def _tiff_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -132,12 +126,12 @@ def _structure_complete(path: str | os.PathLike[str], size: int) -> bool:
     """True when the file's structure reaches its proper end (see the module docstring)."""
     with open(path, "rb", buffering=_WALK_BUFFER) as handle:
         head = handle.read(8)
-        if head.startswith(_PNG_MAGIC):
+        if head.startswith(PNG_MAGIC):
             return _png_complete(handle, size)
-        if head.startswith(_JPEG_MAGIC):
+        if head.startswith(JPEG_MAGIC):
             handle.seek(max(0, size - len(_JPEG_END)))
             return handle.read() == _JPEG_END
-    if head.startswith(_TIFF_MAGICS):
+    if head.startswith(TIFF_MAGICS):
         return _tiff_complete(path, size)
     raise HeaderError("not a PNG, JPEG or TIFF file")
 
@@ -152,7 +146,7 @@ def _png_chunks(handle: BinaryIO, size: int) -> Iterator[tuple[bytes, int, int]]
     IEND; reads the chunk headers only, seeking over the data. ``handle`` should be opened
     with a large buffer: a seek inside it costs no system call, and a 96-megapixel PNG has
     thousands of chunks."""
-    position = len(_PNG_MAGIC)
+    position = len(PNG_MAGIC)
     while position + _PNG_CHUNK_OVERHEAD <= size:
         handle.seek(position)
         length, kind = struct.unpack(">I4s", handle.read(8))
