@@ -89,8 +89,8 @@ def _with_structure(photo: np.ndarray, degradation: DegradationConfig) -> np.nda
     from irctl.data.degrade import rtv_params
     from irctl.data.rtv import rtv_smooth
 
-    structure = rtv_smooth(photo.astype(np.float64), rtv_params(degradation))
-    return np.concatenate([photo, structure.astype(np.float32)], axis=2)
+    structure = rtv_smooth(photo, rtv_params(degradation))  # float64 inside, photo's dtype out
+    return np.concatenate([photo, structure], axis=2)
 
 
 def augment(x: Tensor, flags: Tensor) -> Tensor:
