@@ -22,8 +22,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+#: How tiles are sized (``--tile-layout``): "even" shrinks them to the fewest pixels that cover
+#: the image; "full" keeps every tile exactly ``--tile`` pixels, so the network's working set
+#: and tensor shapes are the same at every image size (for a memory budget, for kernels tuned
+#: per shape), at the cost of up to ~2× the pixels on small images
+TILE_LAYOUTS = ("even", "full")
 
-def tile_layout(length: int, tile: int, overlap: int, align: int = 1) -> tuple[int, list[int]]:
+
+def tile_layout(
+    length: int, tile: int, overlap: int, align: int = 1, full: bool = False
+) -> tuple[int, list[int]]:
     """(tile size, start offsets) covering [0, length) with as few equal tiles as the requested
     ``tile`` and ``overlap`` allow, spread evenly.
 
@@ -36,11 +44,15 @@ def tile_layout(length: int, tile: int, overlap: int, align: int = 1) -> tuple[i
     ``align`` rounds the tile size up to a multiple (never past ``length``): a U-Net pads its
     input to a multiple of 2^levels with zeros, and zeros inside the image, at every tile's
     far edge, reach far through the downsampled levels.
+
+    ``full`` keeps the tile size at ``tile`` (aligned) and spreads the same n tiles evenly, so
+    neighbours overlap by more than asked: the memory a tile needs is then the same whatever
+    the image's size.
     """
     if tile >= length:
         return length, [0]
     n = math.ceil((length - overlap) / (tile - overlap))
-    size = math.ceil((length + (n - 1) * overlap) / n)
+    size = tile if full else math.ceil((length + (n - 1) * overlap) / n)
     size = min(length, math.ceil(size / align) * align)
     if size == length:
         return length, [0]
@@ -108,16 +120,19 @@ SHARED = Shared()
 @dataclass(frozen=True)
 class TileSettings:
     """What the user asks for, in image pixels: tile size (0 = never tile), overlap between
-    tiles, tiles per network call. :meth:`on_grid` turns it into the :class:`Tiler` of one
+    tiles, tiles per network call, and how tiles are sized (:data:`TILE_LAYOUTS`). :meth:`on_grid` turns it into the :class:`Tiler` of one
     network, the single place where pixels become a grid's units."""
 
     tile: int = 256
     overlap: int = 32
     batch: int = 4
+    layout: str = "even"  # one of TILE_LAYOUTS
 
     def __post_init__(self) -> None:
         if self.tile < 0 or self.overlap < 0 or self.batch < 1:
             raise ValueError("tile and overlap must be >= 0 and batch >= 1")
+        if self.layout not in TILE_LAYOUTS:
+            raise ValueError(f"tile layout must be one of {', '.join(TILE_LAYOUTS)}")
 
     def on_grid(self, factor: int = 1, align: int = 1) -> Tiler:
         """The tiler on a grid ``factor`` × coarser than the image (a latent), with tile sizes
@@ -125,7 +140,13 @@ class TileSettings:
         pixels covers its latent; the overlap never reaches the tile size."""
         tile = -(-self.tile // factor) if self.tile else 0
         overlap = min(self.overlap // factor, max(tile - 1, 0))
-        return Tiler(tile=tile, overlap=overlap, batch=self.batch, align=align)
+        return Tiler(
+            tile=tile,
+            overlap=overlap,
+            batch=self.batch,
+            align=align,
+            full=self.layout == "full",
+        )
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,7 @@ class Tiler:
     overlap: int = 32
     batch: int = 4
     align: int = 1  # round tile sizes up to this multiple (a U-Net's padding multiple)
+    full: bool = False  # every tile exactly ``tile`` (tile_layout's "full"), not shrunk
 
     def __post_init__(self) -> None:
         if self.tile < 0 or self.overlap < 0 or self.batch < 1:
@@ -189,8 +211,8 @@ class Tiler:
         (:func:`_band_weights`), adding the same windows in the same tile order, so every pixel
         gets the same float32 sum as a full-size weight map would, and the division happens in
         place. A previous tile's arguments and prediction are dropped before the next call."""
-        th, tops = tile_layout(height, self.tile, self.overlap, self.align)
-        tw, lefts = tile_layout(width, self.tile, self.overlap, self.align)
+        th, tops = tile_layout(height, self.tile, self.overlap, self.align, self.full)
+        tw, lefts = tile_layout(width, self.tile, self.overlap, self.align, self.full)
         boxes = [(top, left) for top in tops for left in lefts]
         n = _batch_size(args, roles)
         out: Tensor | None = None

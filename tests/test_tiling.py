@@ -60,6 +60,36 @@ def test_tile_layout_single_tile_when_it_fits_and_few_pixels_otherwise():
     assert len(starts) * size <= 1.1 * 600
 
 
+@pytest.mark.parametrize("length", [1, 7, 16, 17, 40, 56, 63, 100, 1024, 2048])
+@pytest.mark.parametrize("tile,overlap", [(8, 0), (8, 3), (16, 4), (16, 15), (24, 8), (512, 32)])
+@pytest.mark.parametrize("align", [1, 16])
+def test_full_tile_layout_keeps_every_tile_at_the_asked_size(length, tile, overlap, align):
+    """ "full": the same tile count as "even", every tile exactly ``tile`` (aligned up, never
+    past the image), spread evenly, overlapping by at least what was asked."""
+    size, starts = tile_layout(length, tile, overlap, align, full=True)
+    even_size, even_starts = tile_layout(length, tile, overlap, align)
+    aligned = math.ceil(tile / align) * align
+    assert size == min(length, aligned) if tile < length else size == length
+    assert starts[0] == 0 and starts[-1] + size == length
+    assert len(starts) <= len(even_starts) and size >= even_size
+    covered = torch.zeros(length, dtype=torch.bool)
+    for start in starts:
+        covered[start : start + size] = True
+    assert bool(covered.all())
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(size - gap >= overlap for gap in gaps)
+    assert max(gaps, default=0) - min(gaps, default=0) <= 1  # evenly spread
+
+
+def test_full_tile_layout_sizes_of_the_official_benchmark():
+    """512-px tiles with 32 px overlap: "even" shrinks them to 368 at 1024 and 448 (aligned
+    to 16) at 2048, "full" keeps 512 at both, with more overlap."""
+    assert tile_layout(1024, 512, 32, 16) == (368, [0, 328, 656])
+    assert tile_layout(2048, 512, 32, 16)[0] == 448
+    assert tile_layout(1024, 512, 32, 16, full=True) == (512, [0, 256, 512])
+    assert tile_layout(2048, 512, 32, 16, full=True) == (512, [0, 384, 768, 1152, 1536])
+
+
 @pytest.mark.parametrize(
     "h,w,overlap", [(16, 16, 4), (24, 16, 8), (5, 9, 3), (8, 8, 0), (6, 6, 10)]
 )
@@ -141,15 +171,35 @@ def _pointwise_net():
 @pytest.mark.parametrize(
     "tile,overlap,batch", [(16, 4, 1), (16, 4, 3), (24, 1, 2), (13, 5, 4), (32, 0, 1), (48, 8, 3)]
 )
-def test_pointwise_net_tiled_equals_untiled(tile, overlap, batch):
-    """Receptive field 0: the normalised blend must reproduce the untiled output everywhere."""
+@pytest.mark.parametrize("full", [False, True])
+def test_pointwise_net_tiled_equals_untiled(tile, overlap, batch, full):
+    """Receptive field 0: the normalised blend must reproduce the untiled output everywhere,
+    in either tile layout."""
     net = _pointwise_net()
     x, mu = _image((2, 3, H, W), 3, torch.float64), _image((2, 3, H, W), 4, torch.float64)
+    tiler = Tiler(tile, overlap, batch, full=full)
     with torch.no_grad():
         direct = net(x, mu, 2.0)
-        tiled = Tiler(tile, overlap, batch).wrap(net, SPATIAL, SPATIAL, SHARED)(x, mu, 2.0)
+        tiled = tiler.wrap(net, SPATIAL, SPATIAL, SHARED)(x, mu, 2.0)
     assert tiled.shape == direct.shape == (2, 4, H, W)
     assert torch.allclose(tiled, direct, atol=1e-12, rtol=0)
+
+
+def test_full_layout_calls_the_network_on_tiles_of_one_size():
+    """What "full" is for: the network sees one tensor shape whatever the image size."""
+    shapes = set()
+
+    def net(x):
+        shapes.add(tuple(x.shape[-2:]))
+        return x * 2.0
+
+    for h, w in [(40, 56), (37, 100), (100, 33)]:
+        Tiler(16, 4, 2, full=True).wrap(net, SPATIAL)(_image((1, 3, h, w)))
+    assert shapes == {(16, 16)}
+    settings = TileSettings(tile=16, overlap=4, layout="full")
+    assert settings.on_grid(align=8).full and not TileSettings(tile=16).on_grid().full
+    with pytest.raises(ValueError, match="tile layout"):
+        TileSettings(layout="spread")
 
 
 @pytest.mark.parametrize("tile,overlap", [(16, 2), (16, 4), (24, 8)])

@@ -15,6 +15,7 @@ from irctl.cli.common import (
     preset_option,
     stderr_console,
     task_option,
+    tile_layout_option,
     weights_option,
 )
 from irctl.config import PresetError
@@ -54,6 +55,7 @@ def benchmark(
     tile_batch: int = typer.Option(
         None, "--tile-batch", min=1, help="Tiles per network call (default: the preset's)."
     ),
+    tile_layout: str = tile_layout_option(),
     compare_untiled: bool = typer.Option(
         True,
         "--compare-untiled/--no-compare-untiled",
@@ -110,6 +112,7 @@ def benchmark(
         rows_as_dicts,
         run_benchmark,
         size_label,
+        tile_label,
     )
     from irctl.engine.checkpoint import CheckpointError
     from irctl.engine.device import resolve_device
@@ -135,7 +138,13 @@ def benchmark(
         defaults = resolve_options(restorer, sampler=sampler, steps=steps)
         steps, sampler = defaults.steps, defaults.sampler
         for tile in tile_list:  # checked here, not in a measuring process minutes later
-            resolve_options(restorer, tile=tile, overlap=tile_overlap, tile_batch=tile_batch)
+            resolve_options(
+                restorer,
+                tile=tile,
+                overlap=tile_overlap,
+                tile_batch=tile_batch,
+                tile_layout=tile_layout,
+            )
         others = [
             load_restorer(weights=None, preset=name.strip(), task=None, device=torch_device)
             for name in (flops or "").split(",")
@@ -166,13 +175,13 @@ def benchmark(
         diff = "—" if row.max_abs_diff_vs_untiled is None else f"{row.max_abs_diff_vs_untiled:.2e}"
         agreement = "—" if row.psnr_vs_untiled is None else f"{row.psnr_vs_untiled:.1f} dB"
         console.print(
-            f"  {size_label(row.size, row.height)} tile {row.tile or 'off'}: {row.seconds:.2f} s, "
+            f"  {size_label(row.size, row.height)} tile {tile_label(row)}: {row.seconds:.2f} s, "
             f"{row.peak_memory_mib:.0f} MiB peak",
             markup=False,
         )
         table.add_row(
             size_label(row.size, row.height),
-            str(row.tile or "off"),
+            tile_label(row),
             str(row.tile_batch) if row.tile else "—",
             str(row.steps),
             f"{row.seconds:.2f}",
@@ -201,6 +210,7 @@ def benchmark(
         sampler=sampler,
         overlap=tile_overlap,
         tile_batch=tile_batch,
+        tile_layout=tile_layout,
         seed=seed,
         compare_untiled=compare_untiled,
         on_row=on_row,

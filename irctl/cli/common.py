@@ -70,6 +70,20 @@ def preset_option(default: Any, help: str) -> Any:
     return typer.Option(default, "--preset", "-p", help=help, callback=checked(check_preset))
 
 
+def tile_layout_option() -> Any:
+    """``--tile-layout`` (default even), checked as it is parsed."""
+    from irctl.engine.options import check_tile_layout
+
+    return typer.Option(
+        "even",
+        "--tile-layout",
+        help="even: tiles shrunk to cover the image with the fewest pixels; full: every tile "
+        "exactly --tile pixels, so memory and tensor shapes do not change with the image size "
+        "(more pixels computed).",
+        callback=checked(check_tile_layout),
+    )
+
+
 def weights_option(help: str) -> Any:
     """``--weights/-w``: an existing checkpoint file."""
     return typer.Option(None, "--weights", "-w", exists=True, dir_okay=False, help=help)

@@ -31,6 +31,7 @@ from irctl.cli.common import (
     preset_option,
     stderr_console,
     task_option,
+    tile_layout_option,
     weights_option,
 )
 from irctl.engine.options import check_device, check_method
@@ -89,6 +90,7 @@ def restore(
     tile_batch: int = typer.Option(
         None, "--tile-batch", min=1, help="Tiles per network call (default: the preset's)."
     ),
+    tile_layout: str = tile_layout_option(),
     seed: int = typer.Option(
         0, "--seed", help="Random seed: same seed, same bytes (same device and --threads)."
     ),
@@ -166,6 +168,7 @@ def restore(
         tile=tile,
         tile_overlap=tile_overlap,
         tile_batch=tile_batch,
+        tile_layout=tile_layout,
         seed=seed,
         device=device,
         threads=threads,

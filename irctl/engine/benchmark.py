@@ -30,7 +30,7 @@ from irctl.data.datasets import load_photo
 from irctl.engine.device import peak_memory_bytes, reset_peak_memory, resolve_device
 from irctl.engine.models import load_restorer
 from irctl.engine.restore import restore_image
-from irctl.io.images import Image
+from irctl.io.images import Image, unit_float_planar
 from irctl.methods.base import SampleOptions
 from irctl.metrics.fidelity import psnr
 from irctl.tasks import get_task
@@ -67,6 +67,8 @@ class BenchmarkRow:
     #: seconds of each phase of one restore, as the method reports them (DiffIR: the prior and
     #: DIRformer); empty for methods that report none
     phases: dict[str, float] = field(default_factory=dict)
+    #: how the tiles were sized (irctl/tiling.py TILE_LAYOUTS)
+    tile_layout: str = "even"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -94,7 +96,7 @@ def benchmark_image(
     height = height or width
     photo8 = (load_photo(photo) * 255.0 + 0.5).astype(np.uint8)
     resized = PILImage.fromarray(photo8).resize((width, height), PILImage.Resampling.BILINEAR)
-    pixels = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    pixels = unit_float_planar(np.asarray(resized))  # laid out as read_image lays it out
     if task is not None:
         pixels = task.benchmark_input(pixels)
     return Image(pixels=pixels, alpha=None, dtype=np.dtype(np.uint8))
@@ -155,6 +157,7 @@ def run_benchmark(
     sampler: str | None = None,
     overlap: int | None = None,
     tile_batch: int | None = None,
+    tile_layout: str | None = None,
     seed: int = 0,
     compare_untiled: bool = True,
     on_row: Callable[[BenchmarkRow], None] | None = None,
@@ -173,6 +176,7 @@ def run_benchmark(
                 tile=tile,
                 overlap=overlap,
                 tile_batch=tile_batch,
+                tile_layout=tile_layout,
             )
 
         reference = (
@@ -199,6 +203,7 @@ def run_benchmark(
                 max_abs_diff_vs_untiled=diff,
                 psnr_vs_untiled=agreement,
                 phases=phases,
+                tile_layout=options.tiles.layout,
             )
             rows.append(row)
             if on_row is not None:
@@ -214,6 +219,13 @@ def rows_as_dicts(rows: list[BenchmarkRow]) -> list[dict]:
         if d["psnr_vs_untiled"] is not None and not math.isfinite(d["psnr_vs_untiled"]):
             d["psnr_vs_untiled"] = None
     return dicts
+
+
+def tile_label(row: BenchmarkRow) -> str:
+    """'off', '512', or '512 full' for a tile every one of which is 512 pixels."""
+    if not row.tile:
+        return "off"
+    return f"{row.tile} full" if row.tile_layout == "full" else str(row.tile)
 
 
 def markdown_table(rows: list[BenchmarkRow]) -> str:
@@ -232,7 +244,7 @@ def markdown_table(rows: list[BenchmarkRow]) -> str:
             f"{name} {sec:.3g} ({100 * sec / r.seconds:.1f} %)" for name, sec in r.phases.items()
         )
         lines.append(
-            f"| {size_label(r.size, r.height)} | {r.tile or 'off'} | {r.tile_batch if r.tile else '—'} | {r.sampler} "
+            f"| {size_label(r.size, r.height)} | {tile_label(r)} | {r.tile_batch if r.tile else '—'} | {r.sampler} "
             f"| {r.steps} | {r.seconds:.2f} | {r.megapixels_per_second:.4f} "
             f"| {r.peak_memory_mib:.0f} | {diff} | {agreement} |"
             + (f" {phases or '—'} |" if with_phases else "")

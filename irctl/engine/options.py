@@ -18,6 +18,7 @@ from irctl.methods import METHODS
 from irctl.methods.classical import CLASSICAL
 from irctl.presets import load_preset
 from irctl.tasks import TASKS
+from irctl.tiling import TILE_LAYOUTS
 
 
 def check_task(name: str) -> str:
@@ -31,6 +32,13 @@ def check_method(name: str) -> str:
     """A method of the registry (whether the task ships one is said once the task is known)."""
     if name not in METHODS:
         raise ValueError(f"{name!r} is not a method; choose {', '.join(METHODS)}")
+    return name
+
+
+def check_tile_layout(name: str) -> str:
+    """``--tile-layout``: one of the tiler's layouts (irctl/tiling.py)."""
+    if name not in TILE_LAYOUTS:
+        raise ValueError(f"{name!r} is not a tile layout; choose {', '.join(TILE_LAYOUTS)}")
     return name
 
 

@@ -303,6 +303,7 @@ class RestoreRequest:
     tile: int | None = None
     tile_overlap: int | None = None
     tile_batch: int | None = None
+    tile_layout: str | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -425,6 +426,7 @@ def _options_with_tile(
         tile=tile,
         overlap=request.tile_overlap,
         tile_batch=request.tile_batch,
+        tile_layout=request.tile_layout,
     )
 
 

@@ -146,6 +146,20 @@ def _to_float(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / np.float32(_max_value(samples.dtype))
 
 
+def unit_float_planar(samples: np.ndarray) -> np.ndarray:
+    """HxWxC samples as [0, 1] float32 (:func:`_to_float`'s values, bit for bit), returned as an
+    HxWxC view of channel-planar (CxHxW) memory.
+
+    A network takes 1xCxHxW: from planar memory that tensor is a view, not a copy, so a
+    restore holds the decoded image once instead of twice (12 bytes per pixel less, the
+    difference between a 2048² and a 1024² peak shrinking by 36 MiB). Converting in place
+    after one planar copy also keeps the decode at one float buffer, not two."""
+    planar = np.ascontiguousarray(samples.transpose(2, 0, 1), dtype=np.float32)
+    if samples.dtype.kind != "f":
+        planar /= np.float32(_max_value(samples.dtype))
+    return planar.transpose(1, 2, 0)
+
+
 def to_dtype(pixels: np.ndarray, dtype: np.dtype | type | str) -> np.ndarray:
     """Convert [0, 1] float pixels to ``dtype`` exactly inverting the read scaling.
 
@@ -381,7 +395,7 @@ def _split_channels(path: str | os.PathLike[str], array: np.ndarray, *, grey_alp
     alpha = None
     if count in (2, 4):
         alpha = np.ascontiguousarray(array[:, :, count - 1])
-    pixels = _to_float(array[:, :, :colour_count])
+    pixels = unit_float_planar(array[:, :, :colour_count])
     return Image(pixels=pixels, alpha=alpha, dtype=np.dtype(array.dtype))
 
 

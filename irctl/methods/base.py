@@ -73,6 +73,7 @@ class SampleOptions:
         tile: int | None = None,
         overlap: int | None = None,
         tile_batch: int | None = None,
+        tile_layout: str | None = None,
     ) -> SampleOptions:
         """The preset's ``[sampler]`` defaults, each overridable (None keeps the preset's)."""
         cfg: SamplerConfig = preset.sampler
@@ -94,6 +95,7 @@ class SampleOptions:
                 tile=tile,
                 overlap=min(overlap, max(tile - 1, 0)),
                 batch=tile_batch or cfg.tile_batch,
+                layout=tile_layout or "even",
             ),
         )
 
