@@ -131,6 +131,9 @@ def test_presets_hold_out_their_test_photos(name: str) -> None:
         ("stereo-sr", "lr"),
         ("sr4", "lr"),
         ("deblur", "blurred"),
+        ("desnow", "snowy"),
+        ("defocus", "defocused"),
+        ("derain-dehaze", "rainy"),
     ],
 )
 def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None:

@@ -27,6 +27,8 @@ EXAMPLES = {
     "sr4": "lr",
     "deblur": "blurred",
     "desnow": "snowy",
+    "defocus": "defocused",
+    "derain-dehaze": "rainy",
 }
 
 

@@ -42,6 +42,8 @@ INPUTS: dict[str, tuple[str, tuple[str, ...], tuple[int, int, int, int]]] = {
     "sr4": ("examples/sr4/lr", ("chelsea.png",), (10, 15, 40, 48)),
     "deblur": ("examples/deblur/blurred", ("chelsea.png",), (40, 60, 64, 96)),
     "desnow": ("examples/desnow/snowy", ("chelsea.png",), (40, 60, 64, 96)),
+    "defocus": ("examples/defocus/defocused", ("chelsea.png",), (40, 60, 64, 96)),
+    "derain-dehaze": ("examples/derain-dehaze/rainy", ("chelsea.png",), (40, 60, 64, 96)),
 }
 
 #: run name → restore options (a regression model ignores sampler and steps)

@@ -30,6 +30,8 @@ TASKS: dict[str, Task] = {
             "deblur",
             "camera-shake motion deblurring",
             classical=("richardson-lucy-oracle", "unsharp-mask"),
+            # DTPM's task too, whose claim is texture
+            metrics={"hf-ratio": "HF energy ratio"},
         ),
         # DTPM's DPDD task (single image): blur varies with depth; the oracle row deconvolves
         # with one disc of the case's median true CoC radius
