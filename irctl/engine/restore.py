@@ -72,7 +72,8 @@ class RestoreSummary:
 
 
 def _to_tensor(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
-    """HxWxC float → 1xCxHxW on the device."""
+    """HxWxC float → 1xCxHxW on the device: on the CPU a view, not a copy, of pixels laid out
+    channel-planar as read_image lays them out (io/images.unit_float_planar)."""
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None].to(device)
 
 
