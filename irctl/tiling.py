@@ -120,8 +120,9 @@ SHARED = Shared()
 @dataclass(frozen=True)
 class TileSettings:
     """What the user asks for, in image pixels: tile size (0 = never tile), overlap between
-    tiles, tiles per network call, and how tiles are sized (:data:`TILE_LAYOUTS`). :meth:`on_grid` turns it into the :class:`Tiler` of one
-    network, the single place where pixels become a grid's units."""
+    tiles, tiles per network call, and how tiles are sized (:data:`TILE_LAYOUTS`).
+    :meth:`on_grid` turns it into the :class:`Tiler` of one network, the single place where
+    pixels become a grid's units."""
 
     tile: int = 256
     overlap: int = 32

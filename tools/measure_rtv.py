@@ -2,9 +2,9 @@
 to each size: the numbers behind the README's "a 1-megapixel image in seconds" (issue 17 asks
 for a measured row, not a timed test).
 
-Each size is timed in this process after one small warm-up call, ``--repeats`` times (the
-median is reported), with the reference parameters (λ 0.01, σ 3, sharpness 0.02, 4
-iterations). Also reported: the edge-preservation figure a user cares about, the share of
+Each size is the photo `irctl benchmark` times (``chelsea``, resized as 8 bits), timed in this
+process after one small warm-up call, ``--repeats`` times (the median is reported), with the
+reference parameters (λ 0.01, σ 3, sharpness 0.02, 4 iterations). Also reported: the edge-preservation figure a user cares about, the share of
 the photo's high-frequency energy left in the structure S (low: the texture went to the
 residual).
 
@@ -20,24 +20,15 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image as PILImage
 
-from irctl.data.datasets import load_photo
 from irctl.data.rtv import RTVParams, rtv_smooth
+from irctl.engine.benchmark import benchmark_image
 from irctl.metrics.fidelity import hf_energy_ratio
 
 
-def photo_at(size: int, name: str = "chelsea") -> np.ndarray:
-    """The photo resized (bicubic, 8 bits) to size×size, as float32 in [0, 1]."""
-    photo8 = (load_photo(name) * 255.0 + 0.5).astype(np.uint8)
-    resized = PILImage.fromarray(photo8).resize((size, size), PILImage.Resampling.BICUBIC)
-    return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
-
-
 def measure(size: int, repeats: int) -> dict[str, float]:
-    image = photo_at(size)
+    image = benchmark_image(size).pixels  # the held-out photo `irctl benchmark` times
     seconds = []
     structure = image
     for _ in range(repeats):
@@ -75,7 +66,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rtv_smooth(photo_at(64), RTVParams())  # warm-up: first calls pay for kernel set-up
+    # warm-up: the first calls pay for kernel set-up
+    rtv_smooth(benchmark_image(64).pixels, RTVParams())
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         row = measure(size, args.repeats)
