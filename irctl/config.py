@@ -61,8 +61,11 @@ class DegradationConfig:
     # across (irctl/data/blur.py), then Gaussian noise up to this std (0–255 units)
     blur_size: tuple[int, int] = (9, 31)
     blur_noise: float = 2.0
-    # inpaint_mask: random strokes and boxes (irctl/data/masks.py) covering this share of the image
+    # inpaint_mask: random strokes and boxes (irctl/data/masks.py) covering this share of the image,
+    # drawn as on an image whose short side is mask_scale pixels (0: the image's own), so the
+    # holes of a training crop and of a whole held-out photo can be the same size in pixels
     mask_fraction: tuple[float, float] = (0.1, 0.4)
+    mask_scale: int = 0
 
     # --- realworld (DiffIR's released ×1 model): Real-ESRGAN's first-order chain at the input
     # size (irctl/data/realworld.py). Defaults are the official training settings, Zj-BinXia/

@@ -267,3 +267,49 @@ def test_the_upscale_heads_skip_is_the_chosen_upsampling_of_the_input(mode: str)
     assert torch.equal(out, F.interpolate(lr, scale_factor=4, mode=mode, **kwargs))
     with pytest.raises(ValueError, match="skip_upsampler"):
         DIRformerConfig(output="upscale", scale=4, skip_upsampler="lanczos")
+
+
+def _tiny_inpainter():
+    data = tiny_diffir()
+    data.update(
+        task="inpaint",
+        degradation={"kind": "inpaint_mask", "mask_fraction": [0.2, 0.3]},
+        network={**data["network"], "in_channels": 4, "output": "plain"},
+    )
+    torch.manual_seed(0)
+    return build_restorer(preset_from_dict(data))
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_an_inpainters_loss_is_taken_on_what_restoring_writes(stage: str) -> None:
+    """Known pixels are copied back at restore time, so the DIRformer's output there must not
+    move the loss: changing it leaves the loss unchanged, while a change inside the holes moves
+    it; ``written`` keeps the input's known pixels and the output's holes."""
+    from irctl.data.batch import Batch
+    from irctl.data.degrade import build_pair_synthesis
+
+    r = _tiny_inpainter()
+    clean = _photo(32, 32)
+    pair = build_pair_synthesis(r.preset.degradation)(clean, torch.Generator().manual_seed(1))
+    batch = Batch(lq=pair.lq, gt=pair.gt)
+    holes = pair.lq[:, 3:4]
+    assert 0 < float(holes.mean()) < 1
+    real = r.dirformer.forward
+
+    def loss_with(offset: torch.Tensor) -> float:
+        r.dirformer.forward = lambda lq, ipr: real(lq, ipr) + offset
+        try:
+            loss, _ = r.loss(batch, torch.Generator().manual_seed(2), stage)
+        finally:
+            r.dirformer.forward = real
+        return float(loss.detach())
+
+    base = loss_with(torch.zeros(()))
+    assert loss_with(5.0 * (1 - holes)) == pytest.approx(base, abs=1e-7)
+    assert abs(loss_with(0.5 * holes) - base) > 1e-3
+    written = r.written(pair.lq, torch.full_like(clean, 7.0))
+    assert torch.equal(
+        written[(1 - holes).expand_as(clean).bool()],
+        pair.lq[:, :3][(1 - holes).expand_as(clean).bool()],
+    )
+    assert torch.all(written[holes.expand_as(clean).bool()] == 7.0)

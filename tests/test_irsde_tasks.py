@@ -333,3 +333,30 @@ def test_compare_builds_the_held_out_table(preset, first_row, baselines, tmp_pat
     assert methods[0] == first_row and len(methods) == 2 + len(baselines)
     assert tuple(methods[1 : 1 + len(baselines)]) == baselines
     assert all(np.isfinite(r["psnr"]) for r in rows)
+
+
+def test_mask_scale_draws_the_same_holes_in_pixels_at_any_image_size() -> None:
+    """With ``scale`` the strokes and boxes are those of a scale×scale image, whatever the size
+    of the one drawn on: on 512×384 photos no hole reaches much farther than a 64-px image's
+    widest shape allows (a 21-px box is 11 px from its edge to its centre; overlapping shapes a
+    little more), while the image's own scale makes holes three times as wide; a crop of the
+    scale's own size draws exactly the unscaled mask."""
+    import cv2
+
+    from irctl.data.masks import random_mask
+
+    def widest(holes: np.ndarray) -> float:
+        return float(cv2.distanceTransform(holes.astype(np.uint8), cv2.DIST_L2, 5).max())
+
+    scaled = [
+        random_mask(384, 512, (0.3, 0.3), np.random.default_rng(s), scale=64) for s in range(6)
+    ]
+    own = [random_mask(384, 512, (0.3, 0.3), np.random.default_rng(s)) for s in range(6)]
+    assert all(0.3 <= h.mean() <= 0.42 for h in scaled)
+    assert max(widest(h) for h in scaled) <= 16
+    assert min(widest(h) for h in own) > 30
+    for s in range(3):
+        a = random_mask(64, 64, (0.2, 0.3), np.random.default_rng(s), scale=64)
+        assert np.array_equal(a, random_mask(64, 64, (0.2, 0.3), np.random.default_rng(s)))
+    with pytest.raises(ValueError, match="mask_scale"):
+        build_pair_synthesis(DegradationConfig(kind="inpaint_mask", mask_scale=-1))

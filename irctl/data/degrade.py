@@ -212,10 +212,20 @@ def _inpaint_pair(cfg: DegradationConfig) -> PairSynthesis:
     ``[image·(1 − m), m]`` (4 channels), the photo stored as 8 bits."""
     from irctl.data.masks import random_mask
 
+    if cfg.mask_scale < 0:
+        raise ValueError(
+            f"degradation.mask_scale must be ≥ 0 (0: each image's own), got {cfg.mask_scale}"
+        )
+
     def synth(clean: Tensor, g: torch.Generator) -> Batch:
         rng = _numpy_rng(g)
         h, w = clean.shape[-2:]
-        holes = np.stack([random_mask(h, w, cfg.mask_fraction, rng) for _ in range(len(clean))])
+        holes = np.stack(
+            [
+                random_mask(h, w, cfg.mask_fraction, rng, scale=cfg.mask_scale)
+                for _ in range(len(clean))
+            ]
+        )
         m = torch.from_numpy(holes)[:, None].to(clean.device, clean.dtype)
         photo = quantize_8bit(clean) if cfg.quantize else clean
         return Batch(lq=torch.cat([photo * (1.0 - m), m], dim=1), gt=clean)

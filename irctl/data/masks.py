@@ -32,21 +32,31 @@ def holes_from_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def random_mask(
-    height: int, width: int, fraction: tuple[float, float], rng: np.random.Generator
+    height: int,
+    width: int,
+    fraction: tuple[float, float],
+    rng: np.random.Generator,
+    *,
+    scale: int = 0,
 ) -> np.ndarray:
     """An H×W bool hole mask covering a share drawn from ``fraction`` (lo ≤ share; it exceeds
     the drawn share by at most the last shape): brush strokes (random-walk polylines 4–
-    ~8% of the short side thick) and, one time in four, a box."""
+    ~8% of the short side thick) and, one time in four, a box of up to a third of each side.
+
+    The sizes are those of an image whose sides are ``scale`` pixels (0: this one's own). A
+    hole's difficulty is its size in pixels, so a model trained on crops must see the holes it
+    will meet in whole photos: both are drawn with the same ``scale``."""
     target = rng.uniform(*fraction)
     canvas = np.zeros((height, width), dtype=np.uint8)
-    short = min(height, width)
+    extent_h, extent_w = (scale, scale) if scale > 0 else (height, width)
+    short = min(extent_h, extent_w)
     for _ in range(10_000):
         if canvas.mean() >= target:
             break
         if rng.uniform() < 0.25:
-            # a box of up to a third of each side, no bigger than what is missing
-            bh = int(rng.integers(max(2, short // 16), max(3, height // 3) + 1))
-            bw = int(rng.integers(max(2, short // 16), max(3, width // 3) + 1))
+            bh = int(rng.integers(max(2, short // 16), max(3, extent_h // 3) + 1))
+            bw = int(rng.integers(max(2, short // 16), max(3, extent_w // 3) + 1))
+            bh, bw = min(bh, height), min(bw, width)
             top, left = int(rng.integers(0, height - bh + 1)), int(rng.integers(0, width - bw + 1))
             canvas[top : top + bh, left : left + bw] = 1
             continue

@@ -131,7 +131,9 @@ class DiffIRRestorer(RestorerBase):
     ) -> tuple[Tensor, dict[str, float]]:
         stage = stage or self.stages[-1]
         if stage == "stage1":
-            restored = self.dirformer(batch.lq, self.teacher_ipr(batch.lq, batch.gt))
+            restored = self.written(
+                batch.lq, self.dirformer(batch.lq, self.teacher_ipr(batch.lq, batch.gt))
+            )
             loss = F.l1_loss(restored, batch.gt)
             return loss, {"loss": float(loss.detach())}
         with torch.no_grad():
@@ -142,13 +144,26 @@ class DiffIRRestorer(RestorerBase):
         ipr_loss = F.l1_loss(ipr, target)
         if stage == "prior":
             return ipr_loss, {"loss": float(ipr_loss.detach())}
-        image_loss = F.l1_loss(self.dirformer(batch.lq, ipr), batch.gt)
+        image_loss = F.l1_loss(self.written(batch.lq, self.dirformer(batch.lq, ipr)), batch.gt)
         loss = image_loss + ipr_loss
         return loss, {
             "loss": float(loss.detach()),
             "l1": float(image_loss.detach()),
             "ipr_l1": float(ipr_loss.detach()),
         }
+
+    def written(self, lq: Tensor, restored: Tensor) -> Tensor:
+        """What restoring writes for ``restored``: for inpainting (the 4-channel input
+        ``[image·(1 − m), m]``) the known pixels are copied back from the input
+        (:meth:`~irctl.tasks.inpaint.InpaintTask.complete`), so the loss is taken on that
+        composite and only the holes teach the network; otherwise ``restored`` itself. The
+        official recipe (LaMa's) puts a weighted L1 on the whole output instead, with perceptual
+        and adversarial losses for the holes; a tiny L1-only model cannot afford to spend
+        capacity reproducing pixels that are never used."""
+        if self.dirformer.cfg.in_channels != 4:
+            return restored
+        holes = lq[:, 3:4]
+        return lq[:, :3] * (1.0 - holes) + restored * holes
 
     # --- restoring ----------------------------------------------------------------------------
 
