@@ -13,15 +13,9 @@ import tifffile
 from PIL import Image as PILImage
 from PIL import ImageFile, ImageOps
 
-from irctl.io import images
-from irctl.io.images import (
-    PARTIAL_SUFFIX,
-    ImageReadError,
-    read_image,
-    remove_stale_partials,
-    to_dtype,
-    write_image,
-)
+from irctl.io import images, partials
+from irctl.io.images import ImageReadError, read_image, to_dtype, write_image
+from irctl.io.partials import PARTIAL_SUFFIX, remove_stale_partials
 
 H, W = 6, 7
 LAYOUTS = {"grey": (1, False), "grey_alpha": (1, True), "rgb": (3, False), "rgba": (3, True)}
@@ -382,7 +376,7 @@ def test_failed_replace_removes_temp_and_keeps_previous_file(tmp_path, rng, monk
         assert os.path.exists(src)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(images.os, "replace", failing_replace)
+    monkeypatch.setattr(partials.os, "replace", failing_replace)
     with pytest.raises(OSError, match="No space"):
         write_image(path, rng.random((H, W, 3)), dtype=np.uint16)
     assert os.listdir(tmp_path) == ["out.tif"]

@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from irctl.io.images import _partial_name, _process_alive
+from irctl.io.partials import partial_name, process_alive
 
 CLAIM_SUFFIX = ".claim"
 #: a claim from another host counts as abandoned after this long (seconds)
@@ -79,7 +79,7 @@ class ClaimInfo:
             return now - self.started > UNREADABLE_AFTER_S
         if not self._pids_visible():
             return now - self.started > STALE_AFTER_S
-        if not _process_alive(self.pid):
+        if not process_alive(self.pid):
             return True
         current = _process_start_tick(self.pid)
         return None not in (current, self.proc_start) and current != self.proc_start
@@ -201,7 +201,7 @@ def _content(token: str) -> bytes:
 
 def _create(path: Path, content: bytes) -> bool:
     """Create ``path`` holding ``content`` if it does not exist; False if it does."""
-    temporary = path.with_name(_partial_name(path.name))
+    temporary = path.with_name(partial_name(path.name))
     try:
         with open(temporary, "xb") as handle:
             handle.write(content)
@@ -255,7 +255,7 @@ def _break(path: Path, stale: ClaimInfo) -> bool:
     """Remove the claim at ``path`` if it is still ``stale``; True when this call removed it.
     The rename makes the check and the removal one step: the file we check is the file we
     took, and a fresh claim taken by mistake (a racing run replaced the stale one) goes back."""
-    private = path.with_name(_partial_name(path.name))
+    private = path.with_name(partial_name(path.name))
     try:
         os.replace(path, private)
     except FileNotFoundError:

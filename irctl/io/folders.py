@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from irctl.io.images import PARTIAL_SUFFIX, SUPPORTED_SUFFIXES
+from irctl.io.images import SUPPORTED_SUFFIXES
+from irctl.io.partials import PARTIAL_SUFFIX
 
 T = TypeVar("T")
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 import stat
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,9 +39,9 @@ from irctl.io.metadata import (
     tiff_exif,
     tiff_with_exif,
 )
+from irctl.io.partials import atomic_write_bytes
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-PARTIAL_SUFFIX = ".partial"
 
 _PNG_SUFFIXES = (".png",)
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -665,7 +663,7 @@ def write_image(
             data = _encode_jpeg(colour, meta)
         else:
             data = _encode_tiff(colour, alpha, out_dtype, meta)
-    _atomic_write_bytes(destination, data)
+    atomic_write_bytes(destination, data)
 
 
 def _meta_for_pixels(meta: ImageMeta, colour: np.ndarray) -> ImageMeta:
@@ -803,94 +801,3 @@ def _tiff_meta_options(meta: ImageMeta) -> dict[str, object]:
         options.update(resolution=meta.dpi, resolutionunit=tifffile.RESUNIT.INCH)
     options.update(tiff_descriptive_options(meta.exif))
     return options
-
-
-def _partial_name(name: str) -> str:
-    # The name is cut so the temp name stays under common 255-byte file-name limits.
-    return f".{name[:200]}.{os.getpid()}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
-
-
-def _atomic_write_bytes(destination: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory (same filesystem, so replace is atomic)."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(_partial_name(destination.name))
-    created = False
-    try:
-        with open(temporary, "xb") as handle:
-            created = True
-            handle.write(data)
-        os.replace(temporary, destination)
-    except BaseException:
-        if created:
-            temporary.unlink(missing_ok=True)
-        raise
-
-
-# --------------------------------------------------------------------------- cleanup
-
-
-def remove_stale_partials(
-    directory: str | os.PathLike[str],
-    *,
-    min_age_s: float = 0.0,
-    pid_of: Callable[[str], int | None] | None = None,
-) -> list[Path]:
-    """Delete temp files left in ``directory`` (recursively) by a killed run.
-
-    Only files named like :func:`write_image`'s temp files are touched (``pid_of`` reads the
-    writer's pid from another naming, e.g. irctl/io/outputs.py's, None for other files). A temp
-    file whose writer process is still alive on this machine is kept, so shards sharing an
-    output folder do not delete each other's in-flight writes; ``min_age_s`` additionally keeps
-    recent ones, for writers on other machines of a shared filesystem.
-    """
-    removed: list[Path] = []
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            candidate = Path(root) / name
-            if _is_stale_partial(candidate, min_age_s, pid_of or _partial_pid):
-                candidate.unlink(missing_ok=True)
-                removed.append(candidate)
-    return sorted(removed)
-
-
-def _is_stale_partial(
-    candidate: Path, min_age_s: float, pid_of: Callable[[str], int | None]
-) -> bool:
-    pid = pid_of(candidate.name)
-    if pid is None or _process_alive(pid):
-        return False
-    if min_age_s <= 0:
-        return True
-    try:
-        age = time.time() - candidate.stat().st_mtime
-    except OSError:
-        return False
-    return age >= min_age_s
-
-
-def _partial_pid(name: str) -> int | None:
-    """The writer's pid for names like ``.{name}.{pid}.{hex}.partial``, else None."""
-    if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX)):
-        return None
-    parts = name[: -len(PARTIAL_SUFFIX)].rsplit(".", 2)
-    if len(parts) != 3 or len(parts[0]) < 2 or not parts[1].isdigit():
-        return None
-    try:
-        int(parts[2], 16)
-    except ValueError:
-        return None
-    return int(parts[1])
-
-
-def _process_alive(pid: int) -> bool:
-    if os.name != "posix":  # os.kill(pid, 0) would signal the process on Windows
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return False
-    return True

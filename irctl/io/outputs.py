@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from irctl.io.folders import _same_file
-from irctl.io.images import PARTIAL_SUFFIX, _partial_name, _partial_pid, remove_stale_partials
+from irctl.io.partials import PARTIAL_SUFFIX, partial_name, partial_pid, remove_stale_partials
 
 #: (destination, writer): the writer writes the file it is given (a temp path next to the
 #: destination, with the destination's suffix so encoders still pick the format from it).
@@ -84,7 +84,7 @@ def _write_temporary(
     destination: Path, write: Callable[[Path], None], temporaries: list[Path]
 ) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(_partial_name(destination.name) + destination.suffix)
+    temporary = destination.with_name(partial_name(destination.name) + destination.suffix)
     temporaries.append(temporary)  # before writing: a writer may fail half-way
     write(temporary)
     if not temporary.is_file():
@@ -110,7 +110,7 @@ def remove_stale_output_partials(
     directory: str | os.PathLike[str], *, min_age_s: float = 0.0
 ) -> list[Path]:
     """Delete temp files of :func:`write_all_atomically` left by killed runs: those end in
-    ``.partial<ext>`` (e.g. ``.partial.png``), which :func:`irctl.io.images.remove_stale_partials`
+    ``.partial<ext>`` (e.g. ``.partial.png``), which :func:`irctl.io.partials.remove_stale_partials`
     alone does not recognise. Plain ``.partial`` temps (single outputs) go too, by the same rule:
     the writer process is gone (and the file older than ``min_age_s``)."""
     return remove_stale_partials(directory, min_age_s=min_age_s, pid_of=_output_partial_pid)
@@ -118,8 +118,8 @@ def remove_stale_output_partials(
 
 def _output_partial_pid(name: str) -> int | None:
     if name.endswith(PARTIAL_SUFFIX):
-        return _partial_pid(name)
+        return partial_pid(name)
     stripped, dot, _ext = name.rpartition(".")
     if not dot:
         return None
-    return _partial_pid(stripped)
+    return partial_pid(stripped)
