@@ -158,6 +158,11 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 500
     checkpoint_every: int = 500
+    #: Pairs are synthesised on crops ``focus`` times the patch across and cut to a patch where
+    #: the input differs most from the truth (irctl/data/datasets.py, ``PairedCropSampler``):
+    #: for degradations that cover a small share of the photo (raindrops), which plain random
+    #: crops mostly miss. 1: plain crops.
+    focus: int = 1
     #: Per-stage overrides of the keys above, e.g. ``[train.stages.compressor]`` with its own
     #: iterations and lr for latent Refusion's first stage.
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from irctl.config import DegradationConfig
@@ -132,33 +133,71 @@ class PairedCropSampler:
         batch: int,
         use_augment: bool = True,
         augment_fn: Callable[[Tensor, Tensor], Tensor] = augment,
+        focus: int = 1,
     ) -> None:
-        small = [p.shape for p in photos if min(p.shape[:2]) < patch]
+        if focus < 1:
+            raise ValueError(f"train.focus must be ≥ 1 (1: plain crops), got {focus}")
+        small = [p.shape for p in photos if min(p.shape[:2]) < patch * focus]
         if small:
-            raise ValueError(f"photos smaller than the patch size {patch}: {small}")
+            what = "the patch size" if focus == 1 else f"{focus} × the patch size"
+            raise ValueError(f"photos smaller than {what} {patch * focus}: {small}")
         self.photos = [torch.from_numpy(np.ascontiguousarray(p.transpose(2, 0, 1))) for p in photos]
         # Photos are drawn uniformly, not by area: the two largest shipped photos (retina,
         # hubble_deep_field) are mostly black background and would otherwise dominate.
         self.weights = torch.full((len(self.photos),), 1.0 / len(self.photos), dtype=torch.float64)
         self.synthesize = synthesize
         self.patch = patch
+        self.focus = focus
         self.batch = batch
         self.use_augment = use_augment
         self.augment_fn = augment_fn
 
     def sample(self, generator: torch.Generator) -> Batch:
         crops = []
+        size = self.patch * self.focus
         picks = torch.multinomial(self.weights, self.batch, replacement=True, generator=generator)
         for idx in picks.tolist():
             photo = self.photos[idx]
             h, w = photo.shape[-2:]
-            top = int(torch.randint(0, h - self.patch + 1, (1,), generator=generator))
-            left = int(torch.randint(0, w - self.patch + 1, (1,), generator=generator))
-            crop = photo[:, top : top + self.patch, left : left + self.patch]
+            top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
+            left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+            crop = photo[:, top : top + size, left : left + size]
             if self.use_augment:
                 crop = self.augment_fn(crop, torch.rand(3, generator=generator) < 0.5)
             crops.append(crop)
-        return self.synthesize(torch.stack(crops).contiguous(), generator)
+        pairs = self.synthesize(torch.stack(crops).contiguous(), generator)
+        if self.focus == 1:
+            return pairs
+        return degraded_windows(pairs, self.patch, generator)
+
+
+def degraded_windows(pairs: Batch, patch: int, generator: torch.Generator) -> Batch:
+    """Each pair cut to one patch×patch window, drawn with probability proportional to how much
+    its input differs from its truth (the sum of |LQ − GT| over the window; LQ's first channels
+    when it carries more, as an inpainting mask): a crop of a photo with a few raindrops lands
+    on them instead of on the clear glass between. Windows with no degradation at all are
+    drawn only when every window is clean. What the synthesis knew (``known``) is dropped: it
+    described the larger crop, and training never reads it."""
+    lq, gt = pairs.lq, pairs.gt
+    if lq.shape[-2:] != gt.shape[-2:]:
+        raise ValueError(
+            f"train.focus needs an input the size of its output; this task's input is "
+            f"{tuple(lq.shape[-2:])} for an output of {tuple(gt.shape[-2:])}"
+        )
+    difference = (lq[:, : gt.shape[1]] - gt).abs().sum(1, keepdim=True).double()
+    energy = F.avg_pool2d(difference, patch, stride=1)[:, 0]  # N × positions
+    cols = energy.shape[-1]
+    weights = energy.reshape(len(energy), -1)
+    weights = torch.where(weights.sum(1, keepdim=True) > 0, weights, torch.ones_like(weights))
+    chosen = torch.multinomial(weights, 1, generator=generator)[:, 0].tolist()
+    corners = [(i // cols, i % cols) for i in chosen]
+
+    def cut(x: Tensor) -> Tensor:
+        return torch.stack(
+            [im[:, t : t + patch, s : s + patch] for im, (t, s) in zip(x, corners, strict=True)]
+        )
+
+    return Batch(lq=cut(lq), gt=cut(gt), cond=pairs.cond)
 
 
 def synthesize_pair(

@@ -102,6 +102,7 @@ def build_sampler(
         patch=cfg.patch,
         batch=batch or cfg.batch,
         augment_fn=task.augment,
+        focus=cfg.focus,
     )
 
 
