@@ -313,3 +313,60 @@ def test_an_inpainters_loss_is_taken_on_what_restoring_writes(stage: str) -> Non
         pair.lq[:, :3][(1 - holes).expand_as(clean).bool()],
     )
     assert torch.all(written[holes.expand_as(clean).bool()] == 7.0)
+
+
+def test_prefilled_holes_are_teleas_and_known_pixels_stay_exact() -> None:
+    """``prefill_holes`` puts OpenCV's Telea fill in the holes (the classical baseline's own
+    values) and leaves known pixels and the mask bit-exact; a mask of zeros changes nothing."""
+    import numpy as np
+
+    from irctl.config import DegradationConfig
+    from irctl.data.masks import prefill_holes
+    from irctl.methods.classical import telea_inpaint
+
+    photo = _photo(32, 40)
+    x = torch.cat([photo, torch.zeros(1, 1, 32, 40)], dim=1)
+    x[:, 3, 8:20, 10:30] = 1.0
+    x[:, :3] *= 1 - x[:, 3:]
+    filled = prefill_holes(x)
+    holes = x[0, 3] == 1.0
+    telea = telea_inpaint(x[0].permute(1, 2, 0).numpy(), DegradationConfig())
+    assert torch.equal(filled[:, 3], x[:, 3])
+    assert torch.equal(filled[0, :3][:, ~holes], x[0, :3][:, ~holes])
+    np.testing.assert_array_equal(
+        filled[0, :3].permute(1, 2, 0).numpy()[holes.numpy()], telea[holes.numpy()]
+    )
+    assert float(filled[0, :3][:, holes].mean()) > 0.1  # not the zeros it started from
+    clear = x.clone()
+    clear[:, 3] = 0.0
+    assert torch.equal(prefill_holes(clear), clear)
+
+
+def test_a_prefilled_residual_inpainter_adds_to_the_fill_and_needs_the_mask_channel() -> None:
+    """With ``[holes] prefill = "telea"`` and the residual head, the DIRformer's output is the
+    Telea-filled image plus what it learnt (its last conv zeroed: exactly the fill); a prefill
+    without the inpainting input is refused."""
+    from irctl.data.masks import prefill_holes
+    from irctl.presets import PresetError
+
+    data = tiny_diffir()
+    data.update(
+        task="inpaint",
+        degradation={"kind": "inpaint_mask", "mask_fraction": [0.2, 0.3]},
+        network={**data["network"], "in_channels": 4, "output": "residual"},
+        holes={"prefill": "telea"},
+    )
+    torch.manual_seed(0)
+    r = build_restorer(preset_from_dict(data))
+    torch.nn.init.zeros_(r.dirformer.output.weight)
+    photo = _photo(32, 40)
+    x = torch.cat([photo, torch.zeros(1, 1, 32, 40)], dim=1)
+    x[:, 3, 4:14, 6:26] = 1.0
+    x[:, :3] *= 1 - x[:, 3:]
+    options = SampleOptions(sampler="posterior_mean", steps=4, tiles=TileSettings(tile=0))
+    out = r.restore(x, None, options, torch.Generator().manual_seed(0))
+    assert torch.equal(out, prefill_holes(x)[:, :3])
+    data["network"]["in_channels"] = 3
+    data["degradation"] = {"kind": "gaussian_noise"}
+    with pytest.raises((ValueError, PresetError), match="prefill"):
+        build_restorer(preset_from_dict(data))

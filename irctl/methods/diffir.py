@@ -20,6 +20,7 @@ A stage-2 checkpoint restores on its own; the teacher is only needed to train.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 
 from irctl.config import Preset
 from irctl.data.batch import Batch
+from irctl.data.masks import PREFILLS, prefill_holes
 from irctl.diffusion import ddpm
 from irctl.methods.base import Conditioning, ProgressFn, RestorerBase, SampleOptions, Sampling
 from irctl.methods.official_keys import diffir_key_maps, import_state
@@ -43,13 +45,30 @@ SAMPLER = "posterior_mean"
 
 
 @dataclass(frozen=True)
+class HolesConfig:
+    """``[holes]``, inpainting only: what fills the holes of ``[image·(1 − m), m]`` before the
+    networks see it. "none" (the official models: zeros); "telea": OpenCV's Telea fill
+    (irctl/data/masks.py ``prefill_holes``), so a small net refines a classical fill instead of
+    painting each hole from black."""
+
+    prefill: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.prefill not in PREFILLS:
+            raise ValueError(
+                f"holes.prefill must be one of {', '.join(PREFILLS)}, got {self.prefill!r}"
+            )
+
+
+@dataclass(frozen=True)
 class DiffIRConfig:
     """DiffIR's tables: ``[network]`` (DIRformer), ``[prior]`` (CPEN and the IPR denoiser),
-    ``[diffusion]`` (the IPR's DDPM)."""
+    ``[diffusion]`` (the IPR's DDPM), ``[holes]`` (inpainting's input)."""
 
     network: DIRformerConfig = field(default_factory=DIRformerConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     diffusion: ddpm.DDPMConfig = field(default_factory=ddpm.DDPMConfig)
+    holes: HolesConfig = field(default_factory=HolesConfig)
 
 
 class DiffIRRestorer(RestorerBase):
@@ -69,6 +88,10 @@ class DiffIRRestorer(RestorerBase):
             raise ValueError(
                 f'a bicubic_sr degradation needs network.output = "upscale" and network.scale '
                 f"= degradation.scale = {deg.scale}"
+            )
+        if cfg.holes.prefill != "none" and net.in_channels != 4:
+            raise ValueError(
+                "holes.prefill fills an inpainting input's holes: it needs network.in_channels = 4"
             )
         if cfg.prior.ipr_dim != cfg.network.prior_dim:
             raise ValueError(
@@ -130,6 +153,7 @@ class DiffIRRestorer(RestorerBase):
         self, batch: Batch, generator: torch.Generator, stage: str | None = None
     ) -> tuple[Tensor, dict[str, float]]:
         stage = stage or self.stages[-1]
+        batch = dataclasses.replace(batch, lq=self.prepared(batch.lq))
         if stage == "stage1":
             restored = self.written(
                 batch.lq, self.dirformer(batch.lq, self.teacher_ipr(batch.lq, batch.gt))
@@ -151,6 +175,13 @@ class DiffIRRestorer(RestorerBase):
             "l1": float(image_loss.detach()),
             "ipr_l1": float(ipr_loss.detach()),
         }
+
+    def prepared(self, lq: Tensor) -> Tensor:
+        """The networks' input: an inpainting input's holes filled as ``[holes] prefill`` says
+        (on the whole image, before any tiling); otherwise ``lq`` itself."""
+        if self.config.holes.prefill == "none":
+            return lq
+        return prefill_holes(lq)
 
     def written(self, lq: Tensor, restored: Tensor) -> Tensor:
         """What restoring writes for ``restored``: for inpainting (the 4-channel input
@@ -195,6 +226,7 @@ class DiffIRRestorer(RestorerBase):
         net = self.dirformer
         h, w = lq.shape[-2:]
         s = net.cfg.scale
+        lq = self.prepared(lq)
         lq, gt = pad_to_multiple(lq, net.multiple), pad_to_multiple(gt, net.multiple * s)
         out = net(lq, self.teacher_ipr(lq, gt))
         return out[..., : h * s, : w * s]
@@ -210,7 +242,7 @@ class DiffIRRestorer(RestorerBase):
     ) -> Tensor:
         net = self.dirformer
         h, w = lq.shape[-2:]
-        padded = pad_to_multiple(lq, net.multiple)
+        padded = pad_to_multiple(self.prepared(lq), net.multiple)
         tile = options.tiles.tile
         sync = torch.cuda.synchronize if lq.is_cuda else (lambda: None)
         tic = time.perf_counter()

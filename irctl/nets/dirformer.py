@@ -64,6 +64,11 @@ class DIRformerConfig:
             raise ValueError(f"the upscale head makes ×4, ×2 or ×1 outputs, got scale {self.scale}")
         if self.output != "upscale" and self.scale != 1:
             raise ValueError(f"only the upscale head changes the size (scale {self.scale})")
+        if self.output == "residual" and self.in_channels < self.out_channels:
+            raise ValueError(
+                f"the residual head adds the input's first {self.out_channels} channels; the "
+                f"input has {self.in_channels}"
+            )
         if self.skip_upsampler not in SKIP_UPSAMPLERS:
             raise ValueError(
                 f"skip_upsampler must be one of {', '.join(SKIP_UPSAMPLERS)}, "
@@ -240,8 +245,8 @@ class DIRformer(nn.Module):
         if self.upsample is not None:
             x = self.upsample(x)
         out = self.output(x)
-        if self.cfg.output == "residual":
-            return out + inp
+        if self.cfg.output == "residual":  # an inpainting input's mask channel is not added
+            return out + inp[:, : self.cfg.out_channels]
         if self.cfg.output == "upscale":
             if self.cfg.scale == 1:
                 return out + inp
