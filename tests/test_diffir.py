@@ -317,7 +317,9 @@ def test_an_inpainters_loss_is_taken_on_what_restoring_writes(stage: str) -> Non
 
 def test_prefilled_holes_are_teleas_and_known_pixels_stay_exact() -> None:
     """``prefill_holes`` puts OpenCV's Telea fill in the holes (the classical baseline's own
-    values) and leaves known pixels and the mask bit-exact; a mask of zeros changes nothing."""
+    values, here called directly on the 8-bit image) and leaves known pixels and the mask
+    bit-exact; a mask of zeros changes nothing."""
+    import cv2
     import numpy as np
 
     from irctl.config import DegradationConfig
@@ -331,6 +333,9 @@ def test_prefilled_holes_are_teleas_and_known_pixels_stay_exact() -> None:
     filled = prefill_holes(x)
     holes = x[0, 3] == 1.0
     telea = telea_inpaint(x[0].permute(1, 2, 0).numpy(), DegradationConfig())
+    image8 = np.rint(x[0, :3].permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
+    direct = cv2.inpaint(image8, holes.numpy().astype(np.uint8), 5, cv2.INPAINT_TELEA) / 255.0
+    np.testing.assert_array_equal(telea, direct.astype(np.float32))
     assert torch.equal(filled[:, 3], x[:, 3])
     assert torch.equal(filled[0, :3][:, ~holes], x[0, :3][:, ~holes])
     np.testing.assert_array_equal(

@@ -79,21 +79,27 @@ def random_mask(
 PREFILLS = ("none", "telea")
 
 
+def opencv_inpaint(model_input: np.ndarray, method: int, radius: int = 5) -> np.ndarray:
+    """OpenCV's inpainting (``cv2.INPAINT_TELEA`` or ``cv2.INPAINT_NS``, ``radius`` px) of the
+    holes of an H×W×4 inpainting input ``[image·(1 − m), m]``, at 8 bits as OpenCV works:
+    H×W×3 float32 in [0, 1] (known pixels rounded to 8 bits too)."""
+    holes = (model_input[..., 3] >= 0.5).astype(np.uint8)
+    image8 = np.rint(np.clip(model_input[..., :3], 0.0, 1.0) * 255.0).astype(np.uint8)
+    return cv2.inpaint(image8, holes, radius, method).astype(np.float32) / 255.0
+
+
 def prefill_holes(model_input: Tensor, radius: int = 5) -> Tensor:
     """An N×4×H×W inpainting input ``[image·(1 − m), m]`` with its holes filled by OpenCV's
-    Telea (fast marching, ``radius`` px) at 8 bits instead of zeros; known pixels and the mask
-    channel are the input's, bit for bit. A network given this starts from the classical fill
-    and learns what to change in it (coarse-to-fine, as two-stage inpainters do), instead of
-    painting every hole from black."""
+    Telea (:func:`opencv_inpaint`) instead of zeros; known pixels and the mask channel are the
+    input's, bit for bit. A network given this starts from the classical fill and learns what
+    to change in it (coarse-to-fine, as two-stage inpainters do), instead of painting every
+    hole from black."""
     out = model_input.clone()
     for i, x in enumerate(model_input):
-        holes = (x[3] >= 0.5).cpu().numpy().astype(np.uint8)
-        if not holes.any():
+        inside = x[3] >= 0.5
+        if not bool(inside.any()):
             continue
-        colour = x[:3].permute(1, 2, 0).clamp(0.0, 1.0).cpu().numpy()
-        image8 = np.rint(colour * 255.0).astype(np.uint8)
-        filled = cv2.inpaint(image8, holes, radius, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+        filled = opencv_inpaint(x.permute(1, 2, 0).cpu().numpy(), cv2.INPAINT_TELEA, radius)
         fill = torch.from_numpy(filled).permute(2, 0, 1).to(out.device, out.dtype)
-        inside = torch.from_numpy(holes.astype(bool)).to(out.device)
         out[i, :3] = torch.where(inside, fill, x[:3])
     return out

@@ -130,9 +130,9 @@ def telea_inpaint(
     inpainting input ``[image·(1 − m), m]`` (irctl/data/masks.py)."""
     import cv2
 
-    holes = (lq[..., 3] >= 0.5).astype(np.uint8)
-    image8 = np.rint(np.clip(lq[..., :3], 0.0, 1.0) * 255.0).astype(np.uint8)
-    return cv2.inpaint(image8, holes, 5, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    from irctl.data.masks import opencv_inpaint
+
+    return opencv_inpaint(lq, cv2.INPAINT_TELEA, radius=5)
 
 
 def navier_stokes_inpaint(
@@ -142,9 +142,9 @@ def navier_stokes_inpaint(
     inpainting input ``[image·(1 − m), m]``: Telea's counterpart, transporting isophotes."""
     import cv2
 
-    holes = (lq[..., 3] >= 0.5).astype(np.uint8)
-    image8 = np.rint(np.clip(lq[..., :3], 0.0, 1.0) * 255.0).astype(np.uint8)
-    return cv2.inpaint(image8, holes, 5, cv2.INPAINT_NS).astype(np.float32) / 255.0
+    from irctl.data.masks import opencv_inpaint
+
+    return opencv_inpaint(lq, cv2.INPAINT_NS, radius=5)
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
