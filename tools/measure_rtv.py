@@ -4,9 +4,9 @@ for a measured row, not a timed test).
 
 Each size is the photo `irctl benchmark` times (``chelsea``, resized as 8 bits), timed in this
 process after one small warm-up call, ``--repeats`` times (the median is reported), with the
-reference parameters (λ 0.01, σ 3, sharpness 0.02, 4 iterations). Also reported: the edge-preservation figure a user cares about, the share of
-the photo's high-frequency energy left in the structure S (low: the texture went to the
-residual).
+reference parameters (λ 0.01, σ 3, sharpness 0.02, 4 iterations). Also reported: the
+edge-preservation figure a user cares about, the share of the photo's high-frequency energy
+left in the structure S (low: the texture went to the residual).
 
 Usage: python tools/measure_rtv.py [--sizes 512,1024,2048] [--threads 1] [--repeats 1]
        [--markdown results/rtv-cpu.md] [--json results/rtv-cpu.json]
