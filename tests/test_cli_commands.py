@@ -134,6 +134,7 @@ def test_presets_hold_out_their_test_photos(name: str) -> None:
         ("desnow", "snowy"),
         ("defocus", "defocused"),
         ("derain-dehaze", "rainy"),
+        ("inpaint", "holes"),
     ],
 )
 def test_bundled_examples_are_the_heldout_inputs(task: str, folder: str) -> None:

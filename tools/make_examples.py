@@ -29,6 +29,7 @@ EXAMPLES = {
     "desnow": "snowy",
     "defocus": "defocused",
     "derain-dehaze": "rainy",
+    "inpaint": "holes",
 }
 
 

@@ -44,6 +44,7 @@ INPUTS: dict[str, tuple[str, tuple[str, ...], tuple[int, int, int, int]]] = {
     "desnow": ("examples/desnow/snowy", ("chelsea.png",), (40, 60, 64, 96)),
     "defocus": ("examples/defocus/defocused", ("chelsea.png",), (40, 60, 64, 96)),
     "derain-dehaze": ("examples/derain-dehaze/rainy", ("chelsea.png",), (40, 60, 64, 96)),
+    "inpaint": ("examples/inpaint/holes", ("chelsea.png", "chelsea_mask.png"), (40, 60, 64, 96)),
 }
 
 #: run name → restore options (a regression model ignores sampler and steps)
