@@ -360,3 +360,47 @@ def test_mask_scale_draws_the_same_holes_in_pixels_at_any_image_size() -> None:
         assert np.array_equal(a, random_mask(64, 64, (0.2, 0.3), np.random.default_rng(s)))
     with pytest.raises(ValueError, match="mask_scale"):
         build_pair_synthesis(DegradationConfig(kind="inpaint_mask", mask_scale=-1))
+
+
+def test_holes_from_mask_reads_white_as_holes_or_as_kept_pixels() -> None:
+    from irctl.data.masks import holes_from_mask
+
+    mask = np.array([0, 127, 128, 255], dtype=np.float64).reshape(1, 4, 1) / 255
+    assert holes_from_mask(mask).tolist() == [[False, False, True, True]]
+    assert holes_from_mask(mask, "kept").tolist() == [[True, True, False, False]]
+    assert np.array_equal(holes_from_mask(1.0 - mask, "kept"), holes_from_mask(mask))
+    with pytest.raises(ValueError, match="hole, kept"):
+        holes_from_mask(mask, "black")
+
+
+def test_mask_white_kept_restores_an_inverted_mask_to_the_same_bytes(tmp_path: Path) -> None:
+    """The bundled inpainter on a white-hole mask, and on its inverse with --mask-white kept:
+    the same output bytes; the inverse read as holes fills other pixels; a nonsense value is a
+    usage error before anything is written."""
+    hole, kept = tmp_path / "hole", tmp_path / "kept"
+    pixels = (load_photo("chelsea")[40:104, 60:156] * 255).astype(np.uint8)
+    mask = np.zeros(pixels.shape[:2], dtype=np.uint8)
+    mask[20:40, 30:70] = 255
+    for folder, m in ((hole, mask), (kept, 255 - mask)):
+        save_array(folder / "a.png", pixels)
+        save_array(folder / "a_mask.png", m)
+    args = ["restore", "--task", "inpaint", "--threads", "1"]
+    runs = {
+        "default": [*args, "--src", str(hole), "--dst", str(tmp_path / "o1")],
+        "kept": [*args, "--src", str(kept), "--dst", str(tmp_path / "o2"), "--mask-white", "kept"],
+        "inverse as holes": [*args, "--src", str(kept), "--dst", str(tmp_path / "o3")],
+    }
+    out = {}
+    for name, argv in runs.items():
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        out[name] = read_image(Path(argv[argv.index("--dst") + 1]) / "a.png").pixels
+    assert np.array_equal(out["kept"], out["default"])
+    known = np.round(out["default"][mask == 0] * 255).astype(np.uint8)
+    assert np.array_equal(known, pixels[mask == 0])  # the known pixels, exactly
+    assert not np.array_equal(out["inverse as holes"], out["default"])
+    result = runner.invoke(
+        app, [*args, "--src", str(kept), "--dst", str(tmp_path / "o4"), "--mask-white", "black"]
+    )
+    assert result.exit_code == 2 and "--mask-white black: use one of hole, kept" in result.output
+    assert not (tmp_path / "o4").exists()

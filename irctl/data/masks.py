@@ -27,10 +27,20 @@ def masked_input(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
     return np.concatenate([np.where(holes[..., None], 0.0, image).astype(image.dtype), m], axis=2)
 
 
-def holes_from_mask(mask: np.ndarray) -> np.ndarray:
-    """A mask file's pixels (H×W×C float in [0, 1]) → H×W bool holes: a pixel whose mean over
-    the channels is at least one half (white = hole)."""
-    return mask.mean(axis=2) >= 0.5
+#: what white marks in a mask file: a hole (OpenCV, LaMa, image editors) or a kept pixel (the
+#: IR-SDE and RePaint masks, ``gt_keep_masks``)
+MASK_WHITE = ("hole", "kept")
+
+
+def holes_from_mask(mask: np.ndarray, white: str = "hole") -> np.ndarray:
+    """A mask file's pixels (H×W×C float in [0, 1]) → H×W bool holes: with white = hole, a
+    pixel whose mean over the channels is at least one half; with white = kept, exactly the
+    other pixels, so an 8- or 16-bit mask read one way and its inverse read the other name the
+    same holes (their channel means never sit at one half)."""
+    if white not in MASK_WHITE:
+        raise ValueError(f"a mask's white is one of {', '.join(MASK_WHITE)}, got {white!r}")
+    white_pixels = mask.mean(axis=2) >= 0.5
+    return white_pixels if white == "hole" else ~white_pixels
 
 
 def random_mask(

@@ -360,6 +360,7 @@ def restore_folder(
         options = _options_with_tile(restorer, request, request.tile)
         src_root = Path(request.src) if request.src != "-" and Path(request.src).is_dir() else None
         task_values = task_option_values(task, restorer.preset, request)
+        task = task.configured(task_values)
         conditioner = task.conditioner(restorer.preset, src_root, task_values)
     except (FileNotFoundError, CheckpointError, PresetError, ValueError) as err:
         raise UsageError(str(err)) from None

@@ -229,6 +229,12 @@ class Task:
                 return err.reason if path == job.src else f"{role} {path}: {err.reason}"
         return images
 
+    def configured(self, values: Mapping[str, Any]) -> Task:
+        """The task as the run's option ``values`` (flag name → value, None when not given)
+        make it read its inputs: itself unless an option changes that (inpainting's
+        ``--mask-white``). Raises ValueError (a usage error) for a value that cannot work."""
+        return self
+
     def conditioner(
         self, preset: Preset, src_root: Path | None, values: dict[str, Any]
     ) -> Conditioner:

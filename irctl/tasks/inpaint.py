@@ -7,7 +7,7 @@ disk beside it; files named ``*_mask.*`` are masks, never jobs of their own. Wit
 or ``M/<sub>/photo.*``, where ``<sub>`` is the image's subfolder under ``--src``. A
 mask marks holes in **white** (a pixel whose mean over its channels is ≥ ½), as OpenCV's
 ``inpaint``, LaMa and image editors do. The authors' own masks (``gt_keep_masks``, RePaint's)
-are the other way round — white is kept — and must be inverted first.
+are the other way round — white is kept — and take ``--mask-white kept``.
 
 The model input is ``[image·(1 − m), m]``: holes zeroed, the mask (1 in a hole) as a fourth
 channel (irctl/data/masks.py); each method makes its network's form of it (DiffIR and LaMa take
@@ -16,12 +16,17 @@ from the file bit-exactly (:meth:`InpaintTask.complete`): a mask of zeros return
 official IR-SDE test writes the network's whole output instead; it differs only outside the
 holes, where an inpainter has no business changing a pixel.
 
+``--mask-white kept`` reads every mask of the run the other way round, white = kept, so the
+IR-SDE and RePaint masks work as they ship; the holes are then exactly the pixels that are not
+white, and a mask and its inverse restore the same bytes.
+
 A missing mask, an unreadable one, or one of another size than its image is one line naming
 the file; the batch goes on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from irctl.config import DegradationConfig, Preset
-from irctl.data.masks import holes_from_mask, masked_input
+from irctl.data.masks import MASK_WHITE, holes_from_mask, masked_input
 from irctl.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Image
 from irctl.tasks.base import IMAGE, Conditioner, Job, Plan, Task, TaskOption, as_rgb
 
@@ -46,6 +51,13 @@ MASK_DIR = TaskOption(
     "inpaint: the folder holding the masks, <stem>_mask.* or <stem>.* in the image's subfolder "
     "under --src (default: <stem>_mask.* beside each image).",
     Path,
+)
+
+MASK_WHITE_OPTION = TaskOption(
+    "mask_white",
+    "--mask-white",
+    "inpaint: what white marks in the masks: hole (the default; OpenCV, LaMa, image editors) "
+    "or kept (the IR-SDE and RePaint masks).",
 )
 
 
@@ -84,7 +96,18 @@ def mask_folder(src: Path, mask_dir: Path, src_root: Path | None) -> Path:
 class InpaintTask(Task):
     inputs: tuple[str, ...] = (IMAGE, MASK)
     outputs: tuple[str, ...] = (IMAGE,)
-    options: tuple[TaskOption, ...] = (MASK_DIR,)
+    options: tuple[TaskOption, ...] = (MASK_DIR, MASK_WHITE_OPTION)
+    #: what white marks in this run's masks (:data:`irctl.data.masks.MASK_WHITE`)
+    mask_white: str = "hole"
+
+    def configured(self, values: Mapping[str, Any]) -> InpaintTask:
+        """Reading masks as ``--mask-white`` says; any other value is a usage error."""
+        white = values.get("mask_white")
+        if white is None:
+            return self
+        if white not in MASK_WHITE:
+            raise ValueError(f"--mask-white {white}: use one of {', '.join(MASK_WHITE)}")
+        return dataclasses.replace(self, mask_white=white)
 
     def conditioner(
         self, preset: Preset, src_root: Path | None, values: dict[str, Any]
@@ -148,7 +171,8 @@ class InpaintTask(Task):
 
     def model_input(self, images: dict[str, Image]) -> np.ndarray:
         """``[image·(1 − m), m]`` (grey made RGB)."""
-        return masked_input(as_rgb(images[IMAGE]), holes_from_mask(images[MASK].pixels))
+        holes = holes_from_mask(images[MASK].pixels, self.mask_white)
+        return masked_input(as_rgb(images[IMAGE]), holes)
 
     def complete(self, restored: np.ndarray, model_input: np.ndarray) -> np.ndarray:
         """The known pixels of the input, exactly; the model's only in the holes."""
