@@ -144,6 +144,12 @@ def restore(
     _left/_right, or the same name in L/ and R/ or left/ and right/ folders); they write
     scene_L.png and scene_R.png, both or neither. A file without its partner is an error.
 
+      irctl restore --task inpaint --src photos/ --dst filled/
+
+    Inpainting takes each photo.png with its mask photo_mask.png beside it (or under
+    --mask-dir), white = hole (--mask-white kept for masks white where pixels are kept); the
+    known pixels come back exactly. An image without its mask is an error.
+
     Outputs keep the input's format, bit depth (8/16-bit, float TIFF), alpha channel and
     grey/colour layout. Each output is written atomically, so an interrupted run can simply be
     started again: finished images are skipped (use --overwrite to redo them); a truncated,
