@@ -375,3 +375,28 @@ def test_a_prefilled_residual_inpainter_adds_to_the_fill_and_needs_the_mask_chan
     data["degradation"] = {"kind": "gaussian_noise"}
     with pytest.raises((ValueError, PresetError), match="prefill"):
         build_restorer(preset_from_dict(data))
+
+
+def test_the_bundled_inpainter_fills_before_tiling_so_a_covering_tile_is_untiled() -> None:
+    """``inpaint-diffir-tiny`` (Telea prefill + residual head): the fill is computed on the
+    whole image before any tile, so one tile over the image gives the untiled bytes, and a
+    hole wider than a tile is still filled from its real borders (tiles differ only through
+    the DIRformer's receptive field)."""
+    r = load_restorer(
+        weights=None, preset="inpaint-diffir-tiny", task=None, device=torch.device("cpu")
+    )
+    photo = _photo(37, 51)
+    x = torch.cat([photo, torch.zeros(1, 1, 37, 51)], dim=1)
+    x[:, 3, 6:30, 10:40] = 1.0  # a hole wider than the 16-px tiles below
+    x[:, :3] *= 1 - x[:, 3:]
+
+    def run(tile: int) -> torch.Tensor:
+        options = SampleOptions("posterior_mean", 4, TileSettings(tile=tile, overlap=8))
+        return r.restore(x, None, options, torch.Generator().manual_seed(0))
+
+    untiled, covering, small = run(0), run(64), run(16)
+    assert torch.equal(untiled, covering)
+    holes = x[0, 3] > 0.5
+    assert not torch.equal(untiled, small)
+    # the small tiles see the same Telea fill, so they stay close inside the hole
+    assert float((untiled - small)[0][:, holes].abs().mean()) < 0.05
