@@ -400,3 +400,44 @@ def test_the_bundled_inpainter_fills_before_tiling_so_a_covering_tile_is_untiled
     assert not torch.equal(untiled, small)
     # the small tiles see the same Telea fill, so they stay close inside the hole
     assert float((untiled - small)[0][:, holes].abs().mean()) < 0.05
+
+
+@pytest.mark.slow
+def test_compare_scores_a_stage_one_checkpoint_by_its_upper_bound_alone(tmp_path: Path) -> None:
+    """`irctl compare` on a stage-1 (or prior-stage) checkpoint gives the DiffIR_S1 row only,
+    the same numbers as the finished model's upper bound when stage 2 left the DIRformer as
+    it was; restoring still needs stage 2; a stage file that scores nothing is a usage error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from irctl.cli.app import app
+
+    preset = preset_from_dict(tiny_diffir(stages={"stage2": {"iterations": 0}}))
+    result = train(preset, tmp_path / "run")
+    runner = CliRunner()
+
+    def rows(weights: Path) -> dict[str, float]:
+        args = ["compare", "--models", str(weights), "--classical", "", "--json"]
+        out = runner.invoke(app, [*args, "--out", str(tmp_path / weights.parent.name)])
+        assert out.exit_code == 0, out.output
+        table = json.loads(out.stdout.strip().splitlines()[-1])
+        table = table["rows"] if isinstance(table, dict) else table
+        return {r["method"]: r["psnr"] for r in table if r["photo"] == "chelsea"}
+
+    stage1 = rows(tmp_path / "run" / "stage1" / "weights.safetensors")
+    prior = rows(tmp_path / "run" / "prior" / "weights.safetensors")
+    finished = rows(result.weights)
+    bound = "given the ground-truth IPR (upper bound)"
+    assert list(stage1) == ["input", f"diffir-test after stage1 {bound}"]
+    assert list(prior.values()) == list(stage1.values())  # the prior stage froze both
+    assert finished[f"diffir-test {bound}"] == stage1[f"diffir-test after stage1 {bound}"]
+    restore = ["restore", "--weights", str(tmp_path / "run" / "stage1" / "weights.safetensors")]
+    out = runner.invoke(app, [*restore, "--src", "examples/denoise/noisy", "--dst", "unused"])
+    assert out.exit_code == 2 and "needs the finished 'stage2' stage" in out.output
+    # a prior-stage file without the DIRformer has no upper bound to score
+    r = load_restorer(weights=result.weights, preset=None, task=None, device=torch.device("cpu"))
+    bare = tmp_path / "bare.safetensors"
+    save_checkpoint(bare, {"cpen": r.cpen, "denoiser": r.denoiser}, preset, "prior", 0)
+    out = runner.invoke(app, ["compare", "--models", str(bare), "--out", str(tmp_path / "b")])
+    assert out.exit_code == 2 and "scores nothing before the finished 'stage2'" in out.output

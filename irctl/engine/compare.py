@@ -115,7 +115,7 @@ def compare_models(
         ],
     )
     reports: dict[str, str] = {}
-    for r in restorers:
+    for r in filter(_finished, restorers):
         reports.update(model_reports(r, photos, resolve_options(r), device))
     for stem, report in reports.items():
         (request.out / f"{stem}.md").write_text(report)
@@ -132,17 +132,39 @@ def _bundled(task: str) -> list[str]:
 
 
 def _load(name: str, device) -> Restorer:
+    """A preset's bundled model or a checkpoint file, which may hold an earlier training stage
+    (scored by its :meth:`~irctl.methods.base.Restorer.unfinished_runs` alone)."""
     if name.endswith(".safetensors"):
-        return load_restorer(weights=Path(name), preset=None, task=None, device=device)
+        restorer = load_restorer(
+            weights=Path(name), preset=None, task=None, device=device, unfinished=True
+        )
+        stage, last = restorer.loaded_stage, restorer.stages[-1]
+        if stage != last and not restorer.unfinished_runs(stage):
+            raise ValueError(
+                f"{name}: holds the {stage!r} stage of {restorer.preset.name}, which scores "
+                f"nothing before the finished {last!r} stage"
+            )
+        return restorer
     return load_restorer(weights=None, preset=name, task=None, device=device)
+
+
+def _finished(restorer: Restorer) -> bool:
+    return restorer.loaded_stage == restorer.stages[-1]
 
 
 def _model_runs(restorer: Restorer, request: CompareRequest, device) -> dict[str, MethodFn]:
     """The table rows of one model: one per sampler run, or one for a single forward pass; then
     its parts run alone (:meth:`~irctl.methods.base.Restorer.component_runs`) and its upper
-    bounds (:meth:`~irctl.methods.base.Restorer.oracle_runs`), labelled as such."""
+    bounds (:meth:`~irctl.methods.base.Restorer.oracle_runs`), labelled as such. A checkpoint
+    of an earlier stage gives only its unfinished runs, labelled with the stage."""
     name = restorer.preset.name
     complete = get_task(restorer.preset.task).complete
+    if not _finished(restorer):
+        stage = restorer.loaded_stage
+        return {
+            f"{name} after {stage} {label}": oracle_model_method(restorer, run, device, complete)
+            for label, run in restorer.unfinished_runs(stage).items()
+        }
     oracles = {
         f"{name} {label}": oracle_model_method(
             restorer, lambda lq, gt, run=run: run(lq), device, complete

@@ -30,12 +30,15 @@ def load_restorer(
     device: torch.device,
     method: str | None = None,
     random_weights: bool = False,
+    unfinished: bool = False,
 ) -> Restorer:
     """Build the Restorer from a checkpoint (whose embedded preset wins), a preset's bundled
     weights, or the task's bundled model (its default, or the one of ``method``).
     ``random_weights``: the preset's networks with a seeded initialisation and no weights at
     all — for timing a model whose weights are not here (the official sizes); its outputs mean
-    nothing."""
+    nothing. ``unfinished``: a checkpoint of an earlier training stage loads too (``irctl
+    compare`` scores its :meth:`~irctl.methods.base.Restorer.unfinished_runs`); restoring
+    needs the last stage."""
     if random_weights:
         if weights is not None or preset is None:
             raise ValueError("random weights need a --preset (and no --weights)")
@@ -58,21 +61,24 @@ def load_restorer(
             )
         ckpt = load_checkpoint(bundled)
     restorer = build_restorer(resolved)
-    if ckpt.stage != restorer.stages[-1]:
+    finished = ckpt.stage == restorer.stages[-1]
+    if not finished and not unfinished:
         raise CheckpointError(
             f"{weights or bundled}: holds the {ckpt.stage!r} stage of {resolved.name}; restoring "
             f"needs the finished {restorer.stages[-1]!r} stage"
         )
-    load_modules(restorer.restore_modules(), ckpt)
+    needed = restorer.restore_modules() if finished else {}
+    load_modules(needed, ckpt)
     # what only training needs (DiffIR's teacher) is loaded when the checkpoint kept it: the
-    # restorer's upper-bound rows need it
+    # restorer's upper-bound rows need it; so is whatever an unfinished stage holds
     extra = {
         name: module
         for name, module in restorer.modules().items()
-        if name not in restorer.restore_modules() and ckpt.module_state(name)
+        if name not in needed and ckpt.module_state(name)
     }
     load_modules(extra, ckpt)
-    restorer.loaded_modules = frozenset(restorer.restore_modules()) | frozenset(extra)
+    restorer.loaded_modules = frozenset(needed) | frozenset(extra)
+    restorer.loaded_stage = ckpt.stage
     for module in restorer.modules().values():
         module.to(device).eval()
     return restorer

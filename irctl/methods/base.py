@@ -196,6 +196,14 @@ class Restorer(Protocol):
         1×C×H×W tensors. Usually none."""
         ...
 
+    def unfinished_runs(self, stage: str) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+        """What a checkpoint of the earlier training ``stage`` can already be scored on by
+        ``irctl compare``, by row label, as :meth:`oracle_runs` (DiffIR after stage 1: the
+        DIRformer given the ground-truth IPR, the paper's DiffIR_S1), so that a run can be
+        judged on held-out photos before its last stage. Usually none: only the finished model
+        restores."""
+        ...
+
     #: seconds of the phases of the last :meth:`restore`, by name, for ``irctl benchmark``
     #: (DiffIR: its prior and DIRformer); empty when a method times none
     phase_seconds: Mapping[str, float]
@@ -203,6 +211,9 @@ class Restorer(Protocol):
     #: the modules whose weights were loaded from a checkpoint (set by the loader): restoring
     #: needs :meth:`restore_modules`; an upper bound may need more
     loaded_modules: frozenset[str]
+    #: the training stage of the loaded checkpoint (set by the loader; "" when built without
+    #: weights): restoring needs the last of :attr:`stages`
+    loaded_stage: str
 
     def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
         """The authors' released state_dicts (one per file: latent Refusion ships its
@@ -218,6 +229,7 @@ class RestorerBase:
     stages: list[str]
     phase_seconds: Mapping[str, float] = MappingProxyType({})  # read-only: no shared mutation
     loaded_modules: frozenset[str] = frozenset()
+    loaded_stage: str = ""
 
     def trainable(self, stage: str) -> dict[str, nn.Module]:
         """A one-stage method trains every module (its ``modules()``)."""
@@ -256,6 +268,9 @@ class RestorerBase:
         return {}
 
     def component_runs(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        return {}
+
+    def unfinished_runs(self, stage: str) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
         return {}
 
     def official_modules(self, states: list[dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:

@@ -217,6 +217,14 @@ class DiffIRRestorer(RestorerBase):
             return {}
         return {"given the ground-truth IPR (upper bound)": self.restore_with_gt_ipr}
 
+    def unfinished_runs(self, stage: str) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+        """After stage 1 (and the prior stage, which leaves the DIRformer and CPEN_S1 as stage
+        1 left them) the upper bound already scores: DiffIR_S1, the DIRformer given CPEN_S1's
+        IPR from the ground truth. The 4-step estimate needs the finished stage 2."""
+        if stage not in ("stage1", "prior") or "dirformer" not in self.loaded_modules:
+            return {}
+        return self.oracle_runs()
+
     @torch.no_grad()
     def restore_with_gt_ipr(self, lq: Tensor, gt: Tensor) -> Tensor:
         """The DIRformer modulated by Z_S1 = CPEN_S1(LQ ⊕ GT) — the teacher's IPR from the
