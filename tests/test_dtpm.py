@@ -198,8 +198,9 @@ def test_stage_two_trains_only_adapters_predictor_and_intro(trained_run: Path) -
 
 @pytest.mark.slow
 def test_one_texture_prior_serves_another_task(trained_run: Path, tmp_path: Path) -> None:
-    """Stage I does not depend on the task: a deblurring preset resumes from the desnowing
-    run's prior (and trains only its own stage II); a different network is refused."""
+    """Stage I does not depend on the task or the initial predictor: a deblurring preset, and
+    one with a narrower predictor, resume from the desnowing run's prior (and train only their
+    own stage II); a different prior network is refused."""
     from irctl.engine.checkpoint import CheckpointError, load_checkpoint
     from irctl.engine.train import train
 
@@ -210,6 +211,16 @@ def test_one_texture_prior_serves_another_task(trained_run: Path, tmp_path: Path
     prior = load_checkpoint(trained_run / "prior" / "weights.safetensors").module_state("prior")
     final = load_checkpoint(out / "weights.safetensors")
     assert final.preset.task == "deblur" and final.stage == "adapt"
+    assert all(torch.equal(prior[k], final.module_state("prior")[k]) for k in prior)
+
+    # the initial predictor is not stage I's: another size starts from the same prior
+    small_predictor = preset_to_dict(deblur)
+    small_predictor["predictor"]["width"] = 8
+    out = tmp_path / "small-predictor"
+    shutil.copytree(trained_run / "prior", out / "prior")
+    train(preset_from_dict(small_predictor), out, resume=True)
+    final = load_checkpoint(out / "weights.safetensors")
+    assert final.module_state("predictor")["body.intro.weight"].shape[0] == 8
     assert all(torch.equal(prior[k], final.module_state("prior")[k]) for k in prior)
 
     wider = preset_to_dict(deblur)

@@ -352,7 +352,8 @@ def _start_from_previous_stage(
     """Stage k starts from every module stage k−1 saved (its trained ones as their EMA), then
     trains its own subset: a module trained in several stages (DiffIR's restorer, fine-tuned in
     stage 2) continues, it never restarts from its initialisation. ``carried_over`` may name a
-    module's source differently (a frozen teacher copy of ``net``)."""
+    module's source differently (a frozen teacher copy of ``net``); ``fresh_modules`` are the
+    ones no earlier stage trained, which keep this stage's own initialisation."""
     index = stages.index(stage)
     if index == 0:
         return
@@ -370,7 +371,10 @@ def _start_from_previous_stage(
     if not same_preset_until(ckpt.preset, restorer.preset, stages, previous, depends_on):
         raise CheckpointError(f"{weights}: was trained with a different preset")
     renames = restorer.carried_over(stage)
+    fresh = restorer.fresh_modules(stage)
     for name, module in restorer.modules().items():
+        if name in fresh:
+            continue
         source = renames.get(name, name)
         state = ckpt.module_state(source)
         if not state:

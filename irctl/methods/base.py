@@ -153,6 +153,13 @@ class Restorer(Protocol):
         starts from the previous stage's module of the same name."""
         ...
 
+    def fresh_modules(self, stage: str) -> frozenset[str]:
+        """Modules stage ``stage`` starts from their own initialisation, not from the previous
+        stage's checkpoint: ones no earlier stage trains or uses, whose sizes the earlier
+        stage's preset therefore need not share (DTPM's predictor and adapters: one texture
+        prior serves predictors of any size)."""
+        ...
+
     def loss(
         self, batch: Batch, generator: torch.Generator, stage: str | None = None
     ) -> tuple[Tensor, dict[str, float]]:
@@ -258,6 +265,9 @@ class RestorerBase:
 
     def carried_over(self, stage: str) -> dict[str, str]:
         return {}
+
+    def fresh_modules(self, stage: str) -> frozenset[str]:
+        return frozenset()
 
     def reports(
         self, cases: list[tuple[str, Tensor, Tensor]], options: SampleOptions

@@ -199,15 +199,18 @@ class DTPMRestorer(RestorerBase):
         return DegradationConfig(kind="rtv_texture", quantize=False, **rtv)
 
     def stage_depends_on(self, stage: str) -> frozenset[str] | None:
-        """The texture prior depends on the networks, the RTV settings, the diffusion, the
-        recipe and the photos — not on the task, its degradation or the sampler: the paper
-        trains stage I once for every task, and so can a user (copy ``prior/`` into another
-        task's run folder and train with ``--resume``)."""
+        """The texture prior depends on its network, the RTV settings, the diffusion, the
+        recipe and the photos — not on the task, its degradation, the sampler or the initial
+        predictor: the paper trains stage I once for every task, and so can a user (copy
+        ``prior/`` into another task's run folder and train with ``--resume``)."""
         if stage != "prior":
             return None
-        return frozenset(
-            {"method", "network", "predictor", "texture", "diffusion", "train", "data"}
-        )
+        return frozenset({"method", "network", "texture", "diffusion", "train", "data"})
+
+    def fresh_modules(self, stage: str) -> frozenset[str]:
+        """Stage II's adapters and predictor start from their own initialisation: stage I never
+        runs them, so a predictor of another size (``[predictor]``) uses the same prior."""
+        return frozenset({"adapters", "predictor"}) if stage == "adapt" else frozenset()
 
     # --- shared pieces ------------------------------------------------------------------------
 
