@@ -317,7 +317,11 @@ def test_restore_inpaint_and_sr4_end_to_end(tmp_path: Path) -> None:
     ("preset", "first_row", "baselines"),
     [
         ("derain-irsde-official", "input", ()),
-        ("deblur-irsde-official", "input", ("richardson-lucy-oracle", "unsharp-mask")),
+        (
+            "deblur-irsde-official",
+            "input",
+            ("richardson-lucy-oracle", "blind-richardson-lucy", "unsharp-mask"),
+        ),
         ("sr4-irsde-official", "bicubic ×4", ()),
         ("inpaint-irsde-official", "input", ("telea", "navier-stokes")),
     ],

@@ -29,7 +29,7 @@ TASKS: dict[str, Task] = {
         Task(
             "deblur",
             "camera-shake motion deblurring",
-            classical=("richardson-lucy-oracle", "unsharp-mask"),
+            classical=("richardson-lucy-oracle", "blind-richardson-lucy", "unsharp-mask"),
             # DTPM's task too, whose claim is texture
             metrics={"hf-ratio": "HF energy ratio"},
         ),
