@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from irctl.config import DegradationConfig
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 #: what a held-out case's synthesis knew (irctl/data/batch.py's ``known``)
 Known = Mapping[str, np.ndarray]
@@ -70,6 +74,18 @@ def dcp_dehaze(
     return dark_channel_prior(lq)
 
 
+def _richardson_lucy(lq: np.ndarray, kernel: np.ndarray | Tensor, iterations: int) -> np.ndarray:
+    """:func:`irctl.data.blur.richardson_lucy` on one H×W×C image (in its own dtype) with one
+    kernel (an array or a tensor); float32 out."""
+    import torch
+
+    from irctl.data.blur import richardson_lucy
+
+    blurred = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))[None]
+    out = richardson_lucy(blurred, torch.as_tensor(kernel), iterations)
+    return out[0].numpy().transpose(1, 2, 0).astype(np.float32)
+
+
 def richardson_lucy_oracle(
     lq: np.ndarray, degradation: DegradationConfig, known: Known = _NOTHING
 ) -> np.ndarray:
@@ -81,14 +97,8 @@ def richardson_lucy_oracle(
     :data:`RL_ITERATIONS` iterations."""
     if "kernel" not in known:
         raise ValueError("richardson-lucy-oracle needs the true blur kernel of the case")
-    import torch
-
-    from irctl.data.blur import richardson_lucy
-
-    blurred = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))[None]
-    kernel = torch.from_numpy(np.asarray(known["kernel"], dtype=np.float32))
-    out = richardson_lucy(blurred, kernel, RL_ITERATIONS)
-    return out[0].numpy().transpose(1, 2, 0).astype(np.float32)
+    kernel = np.asarray(known["kernel"], dtype=np.float32)
+    return _richardson_lucy(lq, kernel, RL_ITERATIONS)
 
 
 def blind_richardson_lucy(
@@ -99,16 +109,11 @@ def blind_richardson_lucy(
     gradients, coarse to fine), at the largest size the preset's blur draws
     (``degradation.blur_size``), then :data:`BLIND_RL_ITERATIONS` Richardson–Lucy iterations
     with it. ``known`` is not read."""
-    import torch
-
-    from irctl.data.blur import richardson_lucy
     from irctl.methods.blind_deconv import estimate_kernel
 
     size = max(3, int(degradation.blur_size[1]) | 1)
     kernel = estimate_kernel(lq[..., :3], size).astype(np.float32)
-    blurred = torch.from_numpy(np.ascontiguousarray(lq[..., :3].transpose(2, 0, 1)))[None]
-    out = richardson_lucy(blurred, torch.from_numpy(kernel), BLIND_RL_ITERATIONS)
-    return out[0].numpy().transpose(1, 2, 0).astype(np.float32)
+    return _richardson_lucy(lq[..., :3], kernel, BLIND_RL_ITERATIONS)
 
 
 def richardson_lucy_disc_oracle(
@@ -123,15 +128,12 @@ def richardson_lucy_disc_oracle(
     of the synthesis (:func:`irctl.data.bokeh.disc_kernel`, area-weighted, sums to 1)."""
     if "coc" not in known:
         raise ValueError("richardson-lucy-disc-oracle needs the true defocus (CoC) map of the case")
-    import torch
-
-    from irctl.data.blur import richardson_lucy
     from irctl.data.bokeh import disc_kernel
 
     radius = float(np.median(np.asarray(known["coc"], dtype=np.float64)))
-    blurred = torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1), dtype=np.float32))
-    out = richardson_lucy(blurred[None], disc_kernel(radius), DEFOCUS_RL_ITERATIONS)
-    return out[0].numpy().transpose(1, 2, 0).astype(np.float32)
+    return _richardson_lucy(
+        lq.astype(np.float32, copy=False), disc_kernel(radius), DEFOCUS_RL_ITERATIONS
+    )
 
 
 def unsharp_mask(
