@@ -29,10 +29,12 @@ from scipy import ndimage
 
 __all__ = [
     "BlindKernelParams",
+    "ObservedEdges",
     "edge_coherence",
     "estimate_kernel",
     "kernel_from_gradients",
     "l0_latent",
+    "observed_edges",
     "pyramid_sizes",
 ]
 
@@ -110,23 +112,41 @@ def _correlation(a: np.ndarray, b: np.ndarray, radius: int) -> np.ndarray:
     return full[np.ix_(rows, cols)]
 
 
-def kernel_from_gradients(
-    latent: np.ndarray, blurred: np.ndarray, size: int, margin: int, params: BlindKernelParams
-) -> np.ndarray:
-    """The size×size kernel (size odd) with ∇y ≈ ∇x ⊛ k on the coherent pixels at least
-    ``margin`` from the border: the normal equations ``(A + γ·tr(A)/n·I) k = b`` with A the
-    gradients' autocorrelation and b their cross-correlation, then non-negative, thresholded,
-    pruned to the connected pieces holding ≥ 10 % of the largest one's mass, summing to 1. A
-    kernel that vanishes entirely is returned as the identity (a centred delta)."""
-    radius = size // 2
-    gx, gy = _gradients(latent)
+@dataclass(frozen=True)
+class ObservedEdges:
+    """What the kernel fit needs of the blurred image, the same for every alternation of a
+    pyramid level: its gradients, zeroed outside the coherent pixels at least ``margin`` from
+    the border (:func:`observed_edges`), and that mask."""
+
+    gx: np.ndarray
+    gy: np.ndarray
+    mask: np.ndarray
+
+
+def observed_edges(blurred: np.ndarray, margin: int, params: BlindKernelParams) -> ObservedEdges:
+    """The blurred image's gradients on the pixels the kernel is fitted on: at least
+    ``margin`` from the border, and coherent (:func:`edge_coherence` above
+    ``params.coherence``)."""
     hx, hy = _gradients(blurred)
-    mask = np.zeros_like(latent)
+    mask = np.zeros_like(blurred)
     mask[margin:-margin, margin:-margin] = 1.0
     mask *= edge_coherence(hx, hy, params.coherence_window) > params.coherence
-    gx, gy = gx * mask, gy * mask
+    return ObservedEdges(hx * mask, hy * mask, mask)
+
+
+def kernel_from_gradients(
+    latent: np.ndarray, observed: ObservedEdges, size: int, params: BlindKernelParams
+) -> np.ndarray:
+    """The size×size kernel (size odd) with ∇y ≈ ∇x ⊛ k on the observed edges' pixels: the
+    normal equations ``(A + γ·tr(A)/n·I) k = b`` with A the gradients' autocorrelation and b
+    their cross-correlation, then non-negative, thresholded, pruned to the connected pieces
+    holding ≥ 10 % of the largest one's mass, summing to 1. A kernel that vanishes entirely is
+    returned as the identity (a centred delta)."""
+    radius = size // 2
+    gx, gy = _gradients(latent)
+    gx, gy = gx * observed.mask, gy * observed.mask
     # h[p] = Σ_d k[d]·g[p − d]  ⇒  Σ_d' k[d']·Σ_p g[p − d]·g[p − d'] = Σ_p g[p − d]·h[p]
-    rhs = _correlation(gx, hx * mask, radius) + _correlation(gy, hy * mask, radius)
+    rhs = _correlation(gx, observed.gx, radius) + _correlation(gy, observed.gy, radius)
     auto = _correlation(gx, gx, 2 * radius) + _correlation(gy, gy, 2 * radius)
     n = size * size
     dy, dx = np.divmod(np.arange(n), size)
@@ -199,10 +219,11 @@ def estimate_kernel(
         else:
             kernel = np.maximum(_resize(kernel, (level, level)), 0.0)
             kernel /= kernel.sum()
+        edges = observed_edges(observed, 2 * level, params)
         lam = params.lam
         for _ in range(params.iterations):
             latent = l0_latent(observed, kernel, lam)
-            kernel = _centred(kernel_from_gradients(latent, observed, level, 2 * level, params))
+            kernel = _centred(kernel_from_gradients(latent, edges, level, params))
             lam = max(lam / 1.1, 1e-4)
     assert kernel is not None
     return kernel
