@@ -138,11 +138,11 @@ def _load(name: str, device) -> Restorer:
         restorer = load_restorer(
             weights=Path(name), preset=None, task=None, device=device, unfinished=True
         )
-        stage, last = restorer.loaded_stage, restorer.stages[-1]
-        if stage != last and not restorer.unfinished_runs(stage):
+        stage = restorer.loaded_stage
+        if not _finished(restorer) and not restorer.unfinished_runs(stage):
             raise ValueError(
                 f"{name}: holds the {stage!r} stage of {restorer.preset.name}, which scores "
-                f"nothing before the finished {last!r} stage"
+                f"nothing before the finished {restorer.stages[-1]!r} stage"
             )
         return restorer
     return load_restorer(weights=None, preset=name, task=None, device=device)
