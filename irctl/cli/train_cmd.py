@@ -11,7 +11,7 @@ from rich.markup import escape
 from irctl.cli.common import EXIT_USAGE, checked, preset_option, stderr_console
 from irctl.config import PresetError
 from irctl.engine.checkpoint import CheckpointError
-from irctl.engine.options import check_device, check_overrides
+from irctl.engine.options import check_checkpoint, check_device, check_overrides
 from irctl.io.folders import check_output_dir
 from irctl.presets import apply_overrides, load_preset
 
@@ -34,6 +34,16 @@ def train(
         "--overwrite",
         help="Start over in a run folder that holds a previous run (its weights, optimiser "
         "state and log are replaced); without it or --resume such a folder is refused.",
+    ),
+    init: Path = typer.Option(
+        None,
+        "--init",
+        exists=True,
+        dir_okay=False,
+        callback=checked(check_checkpoint),
+        help="Fine-tune: start from this irctl checkpoint's weights (a bundled model, a "
+        "finished run, or an authors' release after `irctl import`) instead of a fresh "
+        "initialisation; the preset gives the data, degradation and recipe.",
     ),
     stop_at: int = typer.Option(
         None,
@@ -73,6 +83,9 @@ def train(
     `irctl restore --weights` needs), OUT/weights.state.safetensors (optimiser state for an exact
     --resume) and OUT/log.jsonl. Photos listed as `test` in the preset are never trained on.
 
+    `--init` fine-tunes an existing model on the preset's data instead of starting from
+    scratch.
+
     Latent presets train in two stages, the U-Net compressor first (OUT/compressor/) and then
     the diffusion model in its frozen latent (OUT/); OUT/weights.safetensors holds both.
     """
@@ -81,7 +94,7 @@ def train(
     import torch
 
     from irctl.engine.device import resolve_device
-    from irctl.engine.train import check_run_folder
+    from irctl.engine.train import check_init, check_run_folder
     from irctl.engine.train import train as run_training
 
     console = stderr_console(quiet=int(os.environ.get("RANK", "0")) != 0)  # torchrun: rank 0 talks
@@ -92,15 +105,20 @@ def train(
         )
         resolved = apply_overrides(resolved, overrides)
         out = out or Path("runs") / resolved.name
-        check_run_folder(resolved, out, resume=resume, overwrite=overwrite, stage=stage)
+        todo = check_run_folder(resolved, out, resume=resume, overwrite=overwrite, stage=stage)
+        if init is not None:
+            check_init(resolved, init)
     except (CheckpointError, PresetError, ValueError) as err:
         console.print(f"error: {err}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     if threads:
         torch.set_num_threads(threads)
+    steps = [resolved.train.for_stage(name).iterations for name in todo]
+    plan = ", ".join(f"{name} {n}" for name, n in zip(todo, steps, strict=True))
+    plan = f"{steps[0]} steps" if len(todo) == 1 else f"{plan} steps"
     console.print(
         f"training [bold]{escape(resolved.name)}[/] ({resolved.method}, task {resolved.task}) "
-        f"for {resolved.train.iterations} steps → {escape(str(out))}"
+        f"for {plan} → {escape(str(out))}"
     )
 
     def log(record: dict) -> None:
@@ -118,6 +136,7 @@ def train(
             device=torch_device,
             stage=stage,
             overwrite=overwrite,
+            init=init,
             info=lambda line: console.print(line, markup=False),
         )
     except (CheckpointError, PresetError, ValueError) as err:

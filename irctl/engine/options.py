@@ -48,6 +48,17 @@ def check_preset(name: str) -> str:
     return name
 
 
+def check_checkpoint(path: Path) -> Path:
+    """An irctl safetensors checkpoint, by its header alone (no tensor is read): a pickle, or
+    a safetensors file without an embedded preset, is refused (CheckpointError is a
+    ValueError)."""
+    from irctl.engine.checkpoint import FORMAT, CheckpointError, read_metadata
+
+    if read_metadata(path).get("format") != FORMAT:
+        raise CheckpointError(f"{path}: a safetensors file, but not an irctl checkpoint")
+    return path
+
+
 def check_device(name: str) -> str:
     """auto, cpu, cuda or cuda:N — and a CUDA device only where there is one."""
     if name == "auto":

@@ -275,6 +275,7 @@ def train(
     stage: str | None = None,
     overwrite: bool = False,
     info: Callable[[str], None] | None = None,
+    init: Path | None = None,
 ) -> TrainResult:
     """Train ``preset`` into ``out``; with ``resume`` continue from ``out``'s last checkpoint.
 
@@ -288,10 +289,16 @@ def train(
     bundled models took most of an hour each, and a forgotten --resume must not erase them.
     ``info`` hears one line as each stage starts (its steps, the step it resumed from), long
     before the first logged step.
+
+    ``init`` fine-tunes: the first stage trained starts from that checkpoint's modules
+    (:func:`start_from_checkpoint`) instead of its initialisation or the previous stage's run
+    folder; the stages after it start from it as usual.
     """
     restorer = build_restorer(preset)
     stages = list(restorer.stages)
     todo = check_run_folder(preset, out, resume=resume, overwrite=overwrite, stage=stage)
+    if init is not None:
+        check_init(preset, init)
     result: TrainResult | None = None
     for name in todo:
         iterations = preset.train.for_stage(name).iterations
@@ -313,6 +320,7 @@ def train(
             device=device,
             info=info,
             overwrite=overwrite,
+            init=init if name == todo[0] else None,
         )
         if result.step < iterations:  # stopped early: later stages wait for a --resume
             break
@@ -382,6 +390,54 @@ def _start_from_previous_stage(
         load_modules({source: module}, ckpt)
 
 
+def check_init(preset: Preset, init: Path) -> Checkpoint:
+    """The checkpoint ``--init`` names, once it is known to suit ``preset``: an irctl
+    checkpoint (never a pickle: an authors' release goes through ``irctl import`` first) of the
+    same method. Its task, degradation and recipe may differ — that is what fine-tuning
+    changes; whether its tensors fit the preset's networks is checked as they load."""
+    ckpt = load_checkpoint(init)
+    if ckpt.preset.method != preset.method:
+        raise CheckpointError(
+            f"{init}: holds a {ckpt.preset.method} model ({ckpt.preset.name}); "
+            f"{preset.name} is {preset.method}"
+        )
+    return ckpt
+
+
+def start_from_checkpoint(
+    init: Path, stages: list[str], stage: str, restorer: Restorer
+) -> tuple[list[str], list[str]]:
+    """Fine-tuning: every module ``init`` holds is loaded, strictly (a tensor that does not fit
+    is an error, not a silent partial load), and ``stage`` trains on from there. A module it
+    lacks keeps its initialisation only where the stage could start without it — in the first
+    stage, or one the stage starts fresh anyway (``fresh_modules``): a later stage needs what
+    the earlier ones would have trained (DiffIR's stage 2 needs the stage-1 teacher CPEN_S1,
+    which the authors' releases lack). Returns the modules loaded and those kept."""
+    ckpt = check_init(restorer.preset, init)
+    first = stages.index(stage) == 0
+    fresh = restorer.fresh_modules(stage)
+    renames = restorer.carried_over(stage)
+    loaded, kept = [], []
+    for name, module in restorer.modules().items():
+        source = name if ckpt.module_state(name) else renames.get(name, name)
+        if ckpt.module_state(source):
+            try:
+                load_modules({source: module}, ckpt)
+            except CheckpointError as err:
+                raise CheckpointError(f"{init}: {err}") from None
+            loaded.append(name)
+        elif first or name in fresh:
+            kept.append(name)
+        else:
+            raise CheckpointError(
+                f"{init}: no module {name!r}, which stage {stage!r} needs from an earlier "
+                f"stage (fine-tune from stage {stages[0]!r} instead)"
+            )
+    if not loaded:
+        raise CheckpointError(f"{init}: holds none of {restorer.preset.name}'s modules")
+    return loaded, kept
+
+
 def _train_stage(
     preset: Preset,
     root: Path,
@@ -394,6 +450,7 @@ def _train_stage(
     device: torch.device | None,
     info: Callable[[str], None] | None = None,
     overwrite: bool = False,
+    init: Path | None = None,
 ) -> TrainResult:
     cfg = preset.train.for_stage(stage)
     out = stage_dir(root, stages, stage)
@@ -406,7 +463,14 @@ def _train_stage(
     all_modules = restorer.modules()
     for m in all_modules.values():
         m.to(device)
-    _start_from_previous_stage(root, stages, stage, restorer)
+    resuming = resume and _has_weights(out)
+    if init is None:
+        _start_from_previous_stage(root, stages, stage, restorer)
+    elif not resuming:  # a resumed fine-tune's own checkpoint holds every module
+        loaded, kept = start_from_checkpoint(init, stages, stage, restorer)
+        if info is not None and ctx.is_main:
+            fresh = f"; {', '.join(kept)} start from their initialisation" if kept else ""
+            info(f"stage {stage}: {', '.join(loaded)} start from {init}{fresh}")
     # checked, now start over: no old weights beside a new, shorter log (rank 0 owns the files)
     for old in run_files(out) if overwrite and ctx.is_main else []:
         old.unlink(missing_ok=True)
@@ -417,7 +481,7 @@ def _train_stage(
     optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.betas, cfg.weight_decay)
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()} if cfg.ema_decay else {}
     out.mkdir(parents=True, exist_ok=True)
-    step = _resume(out, restorer, emas, optimizer, stage) if resume and _has_weights(out) else 0
+    step = _resume(out, restorer, emas, optimizer, stage) if resuming else 0
     if ctx.is_main:
         _truncate_log(out / "log.jsonl", step)
     degradation = restorer.stage_degradation(stage)
