@@ -100,7 +100,8 @@ def benchmark(
     A held-out photo is resized to each size and restored with each tile size, each in a fresh
     process: seconds per image, megapixels per second, peak memory (the process's peak RSS on
     CPU, torch included; max allocated on CUDA) and the largest absolute difference between the
-    tiled and the untiled output (pixel values in [0,1]).
+    tiled and the untiled output (pixel values in [0,1]). A size or tile that runs out of
+    memory is a row saying so; the others are still measured, and the exit code is 1.
     """
     import torch
 
@@ -172,12 +173,16 @@ def benchmark(
         table.add_column(col, justify="right")
 
     def on_row(row) -> None:
+        where = f"{size_label(row.size, row.height)} tile {tile_label(row)}"
+        if row.error is not None:
+            console.print(f"  {where}: {row.error}", markup=False)
+            size, tile = size_label(row.size, row.height), tile_label(row)
+            table.add_row(size, tile, "—", str(row.steps), row.error, "—", "—", "—", "—")
+            return
         diff = "—" if row.max_abs_diff_vs_untiled is None else f"{row.max_abs_diff_vs_untiled:.2e}"
         agreement = "—" if row.psnr_vs_untiled is None else f"{row.psnr_vs_untiled:.1f} dB"
         console.print(
-            f"  {size_label(row.size, row.height)} tile {tile_label(row)}: {row.seconds:.2f} s, "
-            f"{row.peak_memory_mib:.0f} MiB peak",
-            markup=False,
+            f"  {where}: {row.seconds:.2f} s, {row.peak_memory_mib:.0f} MiB peak", markup=False
         )
         table.add_row(
             size_label(row.size, row.height),
@@ -239,3 +244,7 @@ def benchmark(
         )
     if json_out:
         typer.echo(json.dumps(result))
+    failed = [r for r in rows if r.error is not None]
+    if failed:
+        console.print(f"{len(failed)} of {len(rows)} measurements could not run (see above)")
+        raise typer.Exit(1)

@@ -10,6 +10,11 @@ FLOPs are counted, not estimated: torch's FlopCounterMode over one whole ``resto
 with two sampler steps; the difference is one step's cost, the rest is paid once per image (a
 latent method's compressor). Reported as multiply-accumulates (GMACs), the unit papers call
 "FLOPs" (Refusion Table 4).
+
+A measurement that does not fit (the device's out-of-memory error, or the measuring process
+killed, as Linux's out-of-memory killer does) is a row that says so and the benchmark goes on:
+"untiled 6000×4000 does not fit, tile 512 does" is the answer a user is asking for, and the
+rows measured before it are not lost.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,6 +33,7 @@ import torch
 
 from irctl.config import Preset
 from irctl.data.datasets import load_photo
+from irctl.engine.backoff import is_out_of_memory
 from irctl.engine.device import peak_memory_bytes, reset_peak_memory, resolve_device
 from irctl.engine.models import load_restorer
 from irctl.engine.restore import restore_image
@@ -69,6 +76,9 @@ class BenchmarkRow:
     phases: dict[str, float] = field(default_factory=dict)
     #: how the tiles were sized (irctl/tiling.py TILE_LAYOUTS)
     tile_layout: str = "even"
+    #: why nothing was measured ("out of memory"); None for a measured row, whose numbers
+    #: are then all real (a failed row's are NaN, null in JSON)
+    error: str | None = None
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -147,6 +157,24 @@ def _measure_in_fresh_process(
         return pool.submit(_measure, spec, size, options, seed).result()
 
 
+Measurement = tuple[np.ndarray, float, int, dict[str, float]]
+
+
+def _measure_or_why_not(
+    spec: ModelSpec, size: tuple[int, int], options: SampleOptions, seed: int
+) -> Measurement | str:
+    """:func:`_measure_in_fresh_process`, or why it could not measure: out of memory, or
+    the process killed. Any other error is a bug and propagates."""
+    try:
+        return _measure_in_fresh_process(spec, size, options, seed)
+    except BrokenProcessPool:
+        return "measuring process killed (out of memory?)"
+    except Exception as err:  # only memory errors become rows; a bug propagates
+        if is_out_of_memory(err):
+            return "out of memory"
+        raise
+
+
 def run_benchmark(
     spec: ModelSpec,
     preset: Preset,
@@ -180,16 +208,15 @@ def run_benchmark(
             )
 
         reference = (
-            _measure_in_fresh_process(spec, size, options_for(0), seed) if compare_untiled else None
+            _measure_or_why_not(spec, size, options_for(0), seed) if compare_untiled else None
         )
+        untiled = reference if isinstance(reference, tuple) else None
         for tile in tiles:
             options = options_for(tile)
             if tile == 0 and reference is not None:
-                out, seconds, peak, phases = reference
+                measured = reference
             else:
-                out, seconds, peak, phases = _measure_in_fresh_process(spec, size, options, seed)
-            diff = float(np.abs(out - reference[0]).max()) if reference is not None else None
-            agreement = psnr(out, reference[0], max_value=1.0) if reference is not None else None
+                measured = _measure_or_why_not(spec, size, options, seed)
             row = BenchmarkRow(
                 size=size[0],
                 height=size[1],
@@ -197,14 +224,23 @@ def run_benchmark(
                 tile_batch=options.tiles.batch,
                 steps=options.steps,
                 sampler=options.sampler,
-                seconds=seconds,
-                megapixels_per_second=size[0] * size[1] / 1e6 / seconds,
-                peak_memory_mib=peak / 2**20,
-                max_abs_diff_vs_untiled=diff,
-                psnr_vs_untiled=agreement,
-                phases=phases,
+                seconds=math.nan,
+                megapixels_per_second=math.nan,
+                peak_memory_mib=math.nan,
+                max_abs_diff_vs_untiled=None,
                 tile_layout=options.tiles.layout,
             )
+            if isinstance(measured, str):
+                row.error = measured
+            else:
+                out, seconds, peak, phases = measured
+                row.seconds = seconds
+                row.megapixels_per_second = size[0] * size[1] / 1e6 / seconds
+                row.peak_memory_mib = peak / 2**20
+                row.phases = phases
+                if untiled is not None:
+                    row.max_abs_diff_vs_untiled = float(np.abs(out - untiled[0]).max())
+                    row.psnr_vs_untiled = psnr(out, untiled[0], max_value=1.0)
             rows.append(row)
             if on_row is not None:
                 on_row(row)
@@ -212,12 +248,14 @@ def run_benchmark(
 
 
 def rows_as_dicts(rows: list[BenchmarkRow]) -> list[dict]:
-    """JSON-ready rows. JSON has no inf: an identical tiled output (max abs diff 0) gets a
-    ``null`` PSNR, as ``irctl eval`` does."""
+    """JSON-ready rows. JSON has no inf or NaN: an identical tiled output (max abs diff 0) gets
+    a ``null`` PSNR, as ``irctl eval`` does, and a row that could not be measured (``error``)
+    null numbers."""
     dicts = [asdict(r) for r in rows]
     for d in dicts:
-        if d["psnr_vs_untiled"] is not None and not math.isfinite(d["psnr_vs_untiled"]):
-            d["psnr_vs_untiled"] = None
+        for key in ("psnr_vs_untiled", "seconds", "megapixels_per_second", "peak_memory_mib"):
+            if d[key] is not None and not math.isfinite(d[key]):
+                d[key] = None
     return dicts
 
 
@@ -238,6 +276,13 @@ def markdown_table(rows: list[BenchmarkRow]) -> str:
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|" + ("---|" if with_phases else ""),
     ]
     for r in rows:
+        if r.error is not None:
+            cells = f"{r.error} | — | — | — | — |" + (" — |" if with_phases else "")
+            lines.append(
+                f"| {size_label(r.size, r.height)} | {tile_label(r)} "
+                f"| {r.tile_batch if r.tile else '—'} | {r.sampler} | {r.steps} | {cells}"
+            )
+            continue
         diff = "—" if r.max_abs_diff_vs_untiled is None else f"{r.max_abs_diff_vs_untiled:.2e}"
         agreement = "—" if r.psnr_vs_untiled is None else f"{r.psnr_vs_untiled:.1f}"
         phases = ", ".join(
