@@ -173,10 +173,10 @@ def benchmark(
         table.add_column(col, justify="right")
 
     def on_row(row) -> None:
-        where = f"{size_label(row.size, row.height)} tile {tile_label(row)}"
+        size, tile = size_label(row.size, row.height), tile_label(row)
+        where = f"{size} tile {tile}"
         if row.error is not None:
             console.print(f"  {where}: {row.error}", markup=False)
-            size, tile = size_label(row.size, row.height), tile_label(row)
             table.add_row(size, tile, "—", str(row.steps), row.error, "—", "—", "—", "—")
             return
         diff = "—" if row.max_abs_diff_vs_untiled is None else f"{row.max_abs_diff_vs_untiled:.2e}"
@@ -185,8 +185,8 @@ def benchmark(
             f"  {where}: {row.seconds:.2f} s, {row.peak_memory_mib:.0f} MiB peak", markup=False
         )
         table.add_row(
-            size_label(row.size, row.height),
-            tile_label(row),
+            size,
+            tile,
             str(row.tile_batch) if row.tile else "—",
             str(row.steps),
             f"{row.seconds:.2f}",
