@@ -1,6 +1,6 @@
 """The layering the plug-in design depends on (ARCHITECTURE.md), checked on the source:
 
-- imports only run downwards: leaf modules (tiling, conditioning) → config → io, data, metrics,
+- imports only run downwards: leaf modules (tiling, conditioning, symmetry) → config → io, data, metrics,
   nets, diffusion → methods → tasks → presets → engine → cli;
 - engine/ and cli/ never name a method or a task: no string in their code (docstrings aside)
   is a registered method or task name, so adding one never edits them.
@@ -20,6 +20,7 @@ PACKAGE = Path(irctl.__file__).parent
 LAYERS = {
     "tiling": 0,
     "conditioning": 0,
+    "symmetry": 0,
     "config": 1,
     "io": 2,
     "data": 2,

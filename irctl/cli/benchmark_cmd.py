@@ -13,6 +13,7 @@ from irctl.cli.common import (
     EXIT_USAGE,
     checked,
     preset_option,
+    self_ensemble_option,
     stderr_console,
     task_option,
     tile_layout_option,
@@ -56,6 +57,7 @@ def benchmark(
         None, "--tile-batch", min=1, help="Tiles per network call (default: the preset's)."
     ),
     tile_layout: str = tile_layout_option(),
+    self_ensemble: bool = self_ensemble_option(),
     compare_untiled: bool = typer.Option(
         True,
         "--compare-untiled/--no-compare-untiled",
@@ -216,6 +218,7 @@ def benchmark(
         overlap=tile_overlap,
         tile_batch=tile_batch,
         tile_layout=tile_layout,
+        self_ensemble=self_ensemble,
         seed=seed,
         compare_untiled=compare_untiled,
         on_row=on_row,

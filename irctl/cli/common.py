@@ -84,6 +84,17 @@ def tile_layout_option() -> Any:
     )
 
 
+def self_ensemble_option() -> Any:
+    """``--self-ensemble``: average the restorations of the image's symmetric versions."""
+    return typer.Option(
+        False,
+        "--self-ensemble",
+        help="Restore the image under every flip/rotation its task allows (8 for deblur, "
+        "denoise, SR and inpainting; 2 or 4 where the degradation has an up) and average "
+        "them, turned back: a little more fidelity for that many times the time.",
+    )
+
+
 def weights_option(help: str) -> Any:
     """``--weights/-w``: an existing checkpoint file."""
     return typer.Option(None, "--weights", "-w", exists=True, dir_okay=False, help=help)

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import typer
 
-from irctl.cli.common import EXIT_USAGE, checked, stderr_console, task_option
+from irctl.cli.common import (
+    EXIT_USAGE,
+    checked,
+    self_ensemble_option,
+    stderr_console,
+    task_option,
+)
 from irctl.engine.options import (
     check_classical,
     check_device,
@@ -40,6 +46,7 @@ def compare(
         "each model's own comparison runs, e.g. the paper's sampler at T steps).",
         callback=checked(parse_sampler_runs),
     ),
+    self_ensemble: bool = self_ensemble_option(),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option(
         "auto", "--device", help="auto | cpu | cuda | cuda:N.", callback=checked(check_device)
@@ -75,6 +82,7 @@ def compare(
             samplers=_sampler_runs(samplers),
             seed=seed,
             device=device,
+            self_ensemble=self_ensemble,
         )
         outcome = compare_models(
             request, lambda line: console.print(line, markup=False), _row_printer(console)

@@ -29,6 +29,7 @@ from irctl.cli.common import (
     checked,
     markdown_safe,
     preset_option,
+    self_ensemble_option,
     stderr_console,
     task_option,
     tile_layout_option,
@@ -91,6 +92,7 @@ def restore(
         None, "--tile-batch", min=1, help="Tiles per network call (default: the preset's)."
     ),
     tile_layout: str = tile_layout_option(),
+    self_ensemble: bool = self_ensemble_option(),
     seed: int = typer.Option(
         0, "--seed", help="Random seed: same seed, same bytes (same device and --threads)."
     ),
@@ -175,6 +177,7 @@ def restore(
         tile_overlap=tile_overlap,
         tile_batch=tile_batch,
         tile_layout=tile_layout,
+        self_ensemble=self_ensemble,
         seed=seed,
         device=device,
         threads=threads,

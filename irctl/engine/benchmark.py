@@ -76,6 +76,8 @@ class BenchmarkRow:
     phases: dict[str, float] = field(default_factory=dict)
     #: how the tiles were sized (irctl/tiling.py TILE_LAYOUTS)
     tile_layout: str = "even"
+    #: restored as a self-ensemble (irctl/symmetry.py): that many restorations per image
+    self_ensemble: bool = False
     #: why nothing was measured ("out of memory"); None for a measured row, whose numbers
     #: are then all real (a failed row's are NaN, null in JSON)
     error: str | None = None
@@ -186,6 +188,7 @@ def run_benchmark(
     overlap: int | None = None,
     tile_batch: int | None = None,
     tile_layout: str | None = None,
+    self_ensemble: bool = False,
     seed: int = 0,
     compare_untiled: bool = True,
     on_row: Callable[[BenchmarkRow], None] | None = None,
@@ -205,6 +208,7 @@ def run_benchmark(
                 overlap=overlap,
                 tile_batch=tile_batch,
                 tile_layout=tile_layout,
+                self_ensemble=self_ensemble,
             )
 
         reference = (
@@ -229,6 +233,7 @@ def run_benchmark(
                 peak_memory_mib=math.nan,
                 max_abs_diff_vs_untiled=None,
                 tile_layout=options.tiles.layout,
+                self_ensemble=options.self_ensemble,
             )
             if isinstance(measured, str):
                 row.error = measured
@@ -237,7 +242,8 @@ def run_benchmark(
                 row.seconds = seconds
                 row.megapixels_per_second = size[0] * size[1] / 1e6 / seconds
                 row.peak_memory_mib = peak / 2**20
-                row.phases = phases
+                # one member's phases against the whole ensemble's seconds would mislead
+                row.phases = {} if options.self_ensemble else phases
                 if untiled is not None:
                     row.max_abs_diff_vs_untiled = float(np.abs(out - untiled[0]).max())
                     row.psnr_vs_untiled = psnr(out, untiled[0], max_value=1.0)
@@ -266,6 +272,11 @@ def tile_label(row: BenchmarkRow) -> str:
     return f"{row.tile} full" if row.tile_layout == "full" else str(row.tile)
 
 
+def sampler_label(row: BenchmarkRow) -> str:
+    """'posterior', or 'posterior, self-ensemble' for a self-ensembled row."""
+    return f"{row.sampler}, self-ensemble" if row.self_ensemble else row.sampler
+
+
 def markdown_table(rows: list[BenchmarkRow]) -> str:
     """The rows as Markdown; a column of phase timings when the method reports phases."""
     with_phases = any(r.phases for r in rows)
@@ -280,7 +291,7 @@ def markdown_table(rows: list[BenchmarkRow]) -> str:
             cells = f"{r.error} | — | — | — | — |" + (" — |" if with_phases else "")
             lines.append(
                 f"| {size_label(r.size, r.height)} | {tile_label(r)} "
-                f"| {r.tile_batch if r.tile else '—'} | {r.sampler} | {r.steps} | {cells}"
+                f"| {r.tile_batch if r.tile else '—'} | {sampler_label(r)} | {r.steps} | {cells}"
             )
             continue
         diff = "—" if r.max_abs_diff_vs_untiled is None else f"{r.max_abs_diff_vs_untiled:.2e}"
@@ -289,7 +300,7 @@ def markdown_table(rows: list[BenchmarkRow]) -> str:
             f"{name} {sec:.3g} ({100 * sec / r.seconds:.1f} %)" for name, sec in r.phases.items()
         )
         lines.append(
-            f"| {size_label(r.size, r.height)} | {tile_label(r)} | {r.tile_batch if r.tile else '—'} | {r.sampler} "
+            f"| {size_label(r.size, r.height)} | {tile_label(r)} | {r.tile_batch if r.tile else '—'} | {sampler_label(r)} "
             f"| {r.steps} | {r.seconds:.2f} | {r.megapixels_per_second:.4f} "
             f"| {r.peak_memory_mib:.0f} | {diff} | {agreement} |"
             + (f" {phases or '—'} |" if with_phases else "")

@@ -4,6 +4,7 @@ and the models' own reports (irctl/engine/heldout.py does the scoring)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from irctl.engine.heldout import (
     run_heldout,
 )
 from irctl.engine.models import UsageError, load_restorer, resolve_options
-from irctl.methods.base import Restorer
+from irctl.methods.base import Restorer, SampleOptions
 from irctl.methods.classical import CLASSICAL
 from irctl.metrics.report import write_per_image_csv
 from irctl.presets import available_presets, load_preset, weights_path
@@ -43,6 +44,8 @@ class CompareRequest:
     samplers: list[tuple[str, int]] | None = None
     seed: int = 0
     device: str = "auto"
+    #: each model row also run as a self-ensemble (irctl/symmetry.py), in a row of its own
+    self_ensemble: bool = False
 
 
 @dataclass
@@ -177,16 +180,23 @@ def _model_runs(restorer: Restorer, request: CompareRequest, device) -> dict[str
             for label, run in restorer.oracle_runs().items()
         }
     )
+    plain: dict[str, SampleOptions] = {}
     if restorer.sampling is None:
-        options = resolve_options(restorer)
-        return {name: model_method(restorer, options, request.seed, device, complete), **oracles}
+        plain[name] = resolve_options(restorer)
+    else:
+        for sampler, steps in request.samplers or restorer.sampling.comparison:
+            try:
+                options = resolve_options(restorer, sampler=sampler, steps=steps)
+            except ValueError as err:
+                raise UsageError(f"{name}: {err}") from None
+            plain[f"{name} ({sampler}, {steps} steps)"] = options
     runs: dict[str, MethodFn] = {}
-    for sampler, steps in request.samplers or restorer.sampling.comparison:
-        try:
-            options = resolve_options(restorer, sampler=sampler, steps=steps)
-        except ValueError as err:
-            raise UsageError(f"{name}: {err}") from None
-        runs[f"{name} ({sampler}, {steps} steps)"] = model_method(
-            restorer, options, request.seed, device, complete
-        )
+    members = len(get_task(restorer.preset.task).symmetries)
+    for label, options in plain.items():
+        runs[label] = model_method(restorer, options, request.seed, device, complete)
+        if request.self_ensemble:
+            ensemble = dataclasses.replace(options, self_ensemble=True)
+            runs[f"{label} self-ensemble of {members}"] = model_method(
+                restorer, ensemble, request.seed, device, complete
+            )
     return {**runs, **oracles}

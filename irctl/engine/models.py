@@ -15,7 +15,7 @@ from irctl.engine.checkpoint import CheckpointError, load_checkpoint, load_modul
 from irctl.methods import build_restorer
 from irctl.methods.base import Restorer, SampleOptions
 from irctl.presets import load_preset, preset_for_task, weights_path
-from irctl.tasks import DEFAULT_TASK
+from irctl.tasks import DEFAULT_TASK, get_task
 
 
 class UsageError(ValueError):
@@ -105,10 +105,14 @@ def resolve_options(restorer: Restorer, **overrides: Any) -> SampleOptions:
 
 
 def describe_sampling(restorer: Restorer, options: SampleOptions, seed: int) -> str:
-    """'sampler posterior, 20 steps, seed 0', or 'single forward pass'."""
+    """'sampler posterior, 20 steps, seed 0', or 'single forward pass'; then ', self-ensemble
+    of 8' when asked for."""
+    ensemble = ""
+    if options.self_ensemble:
+        ensemble = f", self-ensemble of {len(get_task(restorer.preset.task).symmetries)}"
     if restorer.sampling is None:
-        return "single forward pass"
-    return f"sampler {options.sampler}, {options.steps} steps, seed {seed}"
+        return "single forward pass" + ensemble
+    return f"sampler {options.sampler}, {options.steps} steps, seed {seed}{ensemble}"
 
 
 def set_threads(threads: int | None, device: torch.device) -> None:

@@ -54,6 +54,7 @@ from irctl.io.images import (
 )
 from irctl.io.outputs import remove_stale_output_partials, write_all_atomically
 from irctl.methods.base import Conditioning, Restorer, SampleOptions
+from irctl.symmetry import transform, untransform
 from irctl.tasks import DEFAULT_TASK, all_task_options, get_task
 from irctl.tasks.base import Conditioner, Job, OutputImage, Plan, Task, as_rgb, in_layout_of
 
@@ -90,13 +91,36 @@ def restore_array(
     """Restore one model input (HxWxC float): the model's output as HxWxC float, unclipped.
     The generator is seeded per image, so an image's output does not depend on which other
     images were in the batch, on sharding, or on resuming; the global conditioning is computed
-    once, on the whole image."""
-    generator = torch.Generator().manual_seed(seed)
+    once, on the whole image. With ``options.self_ensemble`` the image is restored once under
+    each symmetry its task allows (irctl/symmetry.py), each from the same seed, and the
+    restorations, turned back, are averaged."""
     lq = _to_tensor(pixels, device)
+    cond = cond if cond is not None else Conditioning()
+    names = get_task(restorer.preset.task).symmetries if options.self_ensemble else ("identity",)
+    total: torch.Tensor | None = None
     with torch.inference_mode():
-        condition = restorer.condition(lq, cond if cond is not None else Conditioning())
-        restored = restorer.restore(lq, condition, options, generator, callback)
-    return restored[0].float().cpu().numpy().transpose(1, 2, 0)
+        for k, name in enumerate(names):
+            generator = torch.Generator().manual_seed(seed)
+            x = transform(lq, name).contiguous()
+            condition = restorer.condition(x, cond)
+            progress = _member_progress(callback, k, len(names))
+            restored = untransform(
+                restorer.restore(x, condition, options, generator, progress), name
+            )
+            total = restored.float() if total is None else total.add_(restored.float())
+        assert total is not None
+        if len(names) > 1:
+            total /= len(names)
+    return total[0].cpu().numpy().transpose(1, 2, 0)
+
+
+def _member_progress(
+    callback: Callable[[int, int], None] | None, member: int, members: int
+) -> Callable[[int, int], None] | None:
+    """A self-ensemble member's (done, total) steps as the whole ensemble's."""
+    if callback is None or members == 1:
+        return callback
+    return lambda done, total: callback(member * total + done, members * total)
 
 
 def restore_image(
@@ -305,6 +329,7 @@ class RestoreRequest:
     tile_overlap: int | None = None
     tile_batch: int | None = None
     tile_layout: str | None = None
+    self_ensemble: bool = False
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -429,6 +454,7 @@ def _options_with_tile(
         overlap=request.tile_overlap,
         tile_batch=request.tile_batch,
         tile_layout=request.tile_layout,
+        self_ensemble=request.self_ensemble,
     )
 
 

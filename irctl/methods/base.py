@@ -62,6 +62,9 @@ class SampleOptions:
     sampler: str = "sde"
     steps: int = 100
     tiles: TileSettings = field(default_factory=TileSettings)
+    #: restore every symmetric version of the image the task allows and average them
+    #: (irctl/symmetry.py); the engine does it, around the method
+    self_ensemble: bool = False
 
     @classmethod
     def from_preset(
@@ -74,6 +77,7 @@ class SampleOptions:
         overlap: int | None = None,
         tile_batch: int | None = None,
         tile_layout: str | None = None,
+        self_ensemble: bool = False,
     ) -> SampleOptions:
         """The preset's ``[sampler]`` defaults, each overridable (None keeps the preset's)."""
         cfg: SamplerConfig = preset.sampler
@@ -97,6 +101,7 @@ class SampleOptions:
                 batch=tile_batch or cfg.tile_batch,
                 layout=tile_layout or "even",
             ),
+            self_ensemble=self_ensemble,
         )
 
 

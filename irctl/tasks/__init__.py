@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from irctl.symmetry import DIHEDRAL, FLIPS
 from irctl.tasks.base import Task, TaskOption
 from irctl.tasks.bokeh import BokehTask
 from irctl.tasks.inpaint import InpaintTask
@@ -11,7 +12,7 @@ from irctl.tasks.stereo import StereoTask
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task("denoise", "additive Gaussian noise", classical=("bm3d",)),
+        Task("denoise", "additive Gaussian noise", classical=("bm3d",), symmetries=DIHEDRAL),
         Task("dehaze", "non-homogeneous haze", classical=("dcp",)),
         BokehTask("bokeh", "lens-to-lens bokeh transformation"),
         Task(
@@ -25,13 +26,20 @@ TASKS: dict[str, Task] = {
             "stereo-sr", "stereo ×4 super-resolution", metrics={"hf-ratio": "HF energy ratio"}
         ),
         # Rain100H's numbers are on the BT.601 luma
-        Task("derain", "rain streak removal", metrics={"psnr-y": "PSNR-Y", "ssim-y": "SSIM-Y"}),
+        # streaks fall within 30° of vertical: any flip keeps them so, a transpose does not
+        Task(
+            "derain",
+            "rain streak removal",
+            metrics={"psnr-y": "PSNR-Y", "ssim-y": "SSIM-Y"},
+            symmetries=FLIPS,
+        ),
         Task(
             "deblur",
             "camera-shake motion deblurring",
             classical=("richardson-lucy-oracle", "blind-richardson-lucy", "unsharp-mask"),
             # DTPM's task too, whose claim is texture
             metrics={"hf-ratio": "HF energy ratio"},
+            symmetries=DIHEDRAL,  # shake trajectories have no preferred direction
         ),
         # DTPM's DPDD task (single image): blur varies with depth; the oracle row deconvolves
         # with one disc of the case's median true CoC radius
@@ -47,17 +55,20 @@ TASKS: dict[str, Task] = {
             "single-image ×4 super-resolution",
             metrics={"psnr-y-crop4": "PSNR-Y (4-px crop)"},
             scale=4,
+            symmetries=DIHEDRAL,
         ),
         SRTask(
             "sr2",
             "single-image ×2 super-resolution",
             metrics={"psnr-y-crop2": "PSNR-Y (2-px crop)"},
             scale=2,
+            symmetries=DIHEDRAL,
         ),
         # DiffIR's ×1 real-world model: Real-ESRGAN's blind mixture, output at the input size
         Task(
             "realworld",
             "blind real-world restoration at the input size (blur, noise, resizing, JPEG)",
+            symmetries=DIHEDRAL,
         ),
         # DTPM's weather tasks (Snow100K, RainDrop) (the HF energy ratio: DTPM's claim is
         # texture, fig. 1). Snow: bright outliers over a median background, inpainted, and a
@@ -88,6 +99,7 @@ TASKS: dict[str, Task] = {
             "inpainting the holes a mask marks",
             classical=("telea", "navier-stokes"),
             metrics={"psnr-mask": "PSNR in holes", "ssim-mask": "SSIM in holes"},
+            symmetries=DIHEDRAL,  # strokes and axis-aligned boxes: the mask turns with the image
         ),
     )
 }

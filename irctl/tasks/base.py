@@ -26,6 +26,7 @@ from irctl.io.images import DEFAULT_MAX_PIXELS, Image, ImageReadError, read_imag
 from irctl.io.metadata import ImageMeta
 from irctl.io.names import json_name, shown
 from irctl.io.verify import HeaderError, image_size
+from irctl.symmetry import MIRROR
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -193,6 +194,10 @@ class Task:
     #: degradation settings only training draws from: models differing only in these share
     #: one held-out table
     training_only: tuple[str, ...] = ()
+    #: the symmetries (irctl/symmetry.py) that leave the degradation's statistics unchanged:
+    #: what ``--self-ensemble`` averages over. The mirror alone unless the task says more: a
+    #: depth that recedes upward (haze, bokeh, defocus) or falling snow has an "up"
+    symmetries: tuple[str, ...] = MIRROR
 
     # --- finding and reading jobs (io) -----------------------------------------------------
 

@@ -41,6 +41,8 @@ class StereoTask(Task):
     outputs: tuple[str, ...] = (LEFT, RIGHT)
     noun: str = "pairs"
     view_suffixes: tuple[str, ...] = ("_L", "_R")
+    #: a mirrored left view is a right view: only the vertical flip keeps a rectified pair one
+    symmetries: tuple[str, ...] = ("identity", "vflip")
 
     def plan(
         self,
