@@ -9,8 +9,8 @@ super resolution", CVPR 2016; EDSR+, Lim et al., CVPRW 2017). Which symmetries a
 property of the degradation, so each task names its own (irctl/tasks/): camera shake, noise,
 bicubic downscaling and inpainting masks have no preferred direction; haze and bokeh grow with
 a depth that recedes upward, so only the left–right mirror keeps them plausible; rain streaks
-fall within 30° of vertical (any flip, no transpose); a stereo pair allows only the vertical
-flip.
+and snow fall within 30° of vertical (any flip, no transpose); a stereo pair allows only the
+vertical flip.
 
 Each symmetry is a transpose, then a horizontal flip, then a vertical flip, each optional; it
 is undone in the reverse order. Pure functions of their inputs.

@@ -21,6 +21,7 @@ TASKS: dict[str, Task] = {
             metrics={"rmse-lab": "RMSE (LAB)"},
             # held-out shadows are always cast, on the photo as it is
             training_only=("shadow_free", "shadow_dark_scene", "shadow_recolour"),
+            symmetries=DIHEDRAL,  # occluders and dimming gradients in random directions
         ),
         StereoTask(
             "stereo-sr", "stereo ×4 super-resolution", metrics={"hf-ratio": "HF energy ratio"}
@@ -80,11 +81,13 @@ TASKS: dict[str, Task] = {
             "snow removal (flakes of several sizes and densities, and their veil)",
             classical=("median-inpaint", "median-filter"),
             metrics={"hf-ratio": "HF energy ratio"},
+            symmetries=FLIPS,  # flakes fall within 30° of vertical, like rain
         ),
         Task(
             "raindrop",
             "adherent raindrop removal (refracting drops, blurred background)",
             metrics={"hf-ratio": "HF energy ratio"},
+            symmetries=DIHEDRAL,  # drops of random orientation; each shows its view inverted
         ),
         # DTPM's Outdoor-Rain task: the dark channel prior lifts the veil, not the streaks
         Task(

@@ -196,7 +196,7 @@ class Task:
     training_only: tuple[str, ...] = ()
     #: the symmetries (irctl/symmetry.py) that leave the degradation's statistics unchanged:
     #: what ``--self-ensemble`` averages over. The mirror alone unless the task says more: a
-    #: depth that recedes upward (haze, bokeh, defocus) or falling snow has an "up"
+    #: depth that recedes upward (haze, bokeh, defocus) has an "up"
     symmetries: tuple[str, ...] = MIRROR
 
     # --- finding and reading jobs (io) -----------------------------------------------------
