@@ -3,7 +3,9 @@
     python tools/bundle_weights.py runs/shadow-tiny presets/shadow-tiny.toml
 
 The preset must name its weights file (``weights = "weights/<name>.safetensors"``) and be the
-run's preset in everything else: the tool refuses a run trained with other settings or for
+run's preset in everything that shapes the model (a trial run under another ``name``,
+``description`` or ``default`` flag ships under the preset's): the tool refuses a run trained
+with other settings or for
 fewer steps than the preset's ``iterations`` (its last stage's, ``[train.stages.<stage>]``). It writes the run's EMA weights with the preset's
 ``weights`` entry embedded (so the checkpoint's preset is the shipped TOML, which the tests
 check) and the run's ``log.jsonl`` beside them (every stage's, in order). The tensors are copied unchanged.
@@ -28,7 +30,8 @@ def bundle(run: Path, preset_path: Path) -> Path:
             f'{preset_path}: add a `weights = "weights/{preset.name}.safetensors"` line'
         )
     ckpt = load_checkpoint(run / "weights.safetensors")
-    if ckpt.preset.replace(weights=preset.weights) != preset:
+    labels = {"name", "description", "default", "weights"}  # what names a model, not shapes it
+    if ckpt.preset.replace(**{k: getattr(preset, k) for k in labels}) != preset:
         raise SystemExit(f"{run} was trained with settings other than {preset_path}")
     iterations = preset.train.for_stage(ckpt.stage).iterations  # the last stage's own recipe
     if ckpt.step != iterations:
