@@ -59,6 +59,7 @@ def compare(
         help="Folder for table.md, CSV and images.",
         callback=checked(check_output_dir),
     ),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
     json_out: bool = typer.Option(False, "--json", help="Print all rows as JSON on stdout."),
 ) -> None:
     """Score models and the classical baseline on the task's held-out photos (never trained on).
@@ -73,6 +74,10 @@ def compare(
     from irctl.engine.models import UsageError
 
     console = stderr_console()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         request = CompareRequest(
             task=task,
