@@ -297,8 +297,6 @@ def train(
     restorer = build_restorer(preset)
     stages = list(restorer.stages)
     todo = check_run_folder(preset, out, resume=resume, overwrite=overwrite, stage=stage)
-    if init is not None:
-        check_init(preset, init)
     result: TrainResult | None = None
     for name in todo:
         iterations = preset.train.for_stage(name).iterations
